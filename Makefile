@@ -1,0 +1,43 @@
+# The two commands a fresh clone needs are `make run` and `make test`;
+# everything they need is installed here, pinned (go.sum, package-lock.json).
+SHELL    := /bin/bash
+GO       ?= go
+NODE_DIR := internal/devstack/node
+BIN      := bin
+# -race needs cgo; the machine has gcc.
+export CGO_ENABLED ?= 1
+
+.PHONY: all deps build run test test-unit bench lint fmt clean-run
+
+all: build
+
+# Node emulators (kinesalite, dynalite, s3rver) from the committed lockfile.
+deps: $(NODE_DIR)/node_modules/.installed
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package-lock.json $(NODE_DIR)/package.json
+	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# Local stack: emulators on loopback, the gateway, and (once they exist)
+# two workers. Ctrl-C stops everything.
+run: deps build
+	$(BIN)/devstack run
+
+# Every test, unit and integration, with the race detector, against one
+# shared emulator stack.
+test: deps build
+	scripts/test.sh
+
+# Unit tests only: no emulators, no node.
+test-unit:
+	$(GO) test -race -count=1 ./...
+
+bench: deps build
+	scripts/bench.sh
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1)
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./...

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/buildtelemetry/pipeline/internal/devstack"
+)
+
+// runConfig is what `devstack run` starts.
+type runConfig struct {
+	binDir      string
+	runDir      string
+	stream      string
+	shards      int
+	bucket      string
+	gatewayAddr string
+	metricsAddr string
+	devKey      string
+}
+
+// runRun implements `devstack run`, the body of `make run`: the emulators,
+// the stream and bucket, the gateway as a child process, and instructions.
+// It runs until SIGINT/SIGTERM, then stops the children gracefully.
+func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("devstack run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c runConfig
+	fs.StringVar(&c.binDir, "bin", "bin", "directory holding the built gateway and worker binaries")
+	fs.StringVar(&c.runDir, "dir", ".run", "directory for logs and the env file")
+	fs.StringVar(&c.stream, "stream", "telemetry-events", "Kinesis stream to create")
+	fs.IntVar(&c.shards, "shards", 4, "shards of the stream")
+	fs.StringVar(&c.bucket, "bucket", "telemetry-events", "S3 bucket to create")
+	fs.StringVar(&c.gatewayAddr, "gateway-addr", "127.0.0.1:8080", "gateway listen address")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9090", "gateway metrics address")
+	fs.StringVar(&c.devKey, "dev-key", "dev-write-key", "write key the local gateway accepts (source \"local\")")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	for _, addr := range []string{c.gatewayAddr, c.metricsAddr} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("address %s is taken (another make run?): %w", addr, err)
+		}
+		ln.Close()
+	}
+	if err := os.MkdirAll(c.runDir, 0o755); err != nil {
+		return fmt.Errorf("create run dir: %w", err)
+	}
+	emuLog, err := os.Create(filepath.Join(c.runDir, "emulators.log"))
+	if err != nil {
+		return fmt.Errorf("create log: %w", err)
+	}
+	defer emuLog.Close()
+
+	s, err := devstack.Start(ctx, devstack.Config{Log: emuLog})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.CreateStream(ctx, c.stream, int32(c.shards)); err != nil {
+		return err
+	}
+	if err := s.CreateBucket(ctx, c.bucket); err != nil {
+		return err
+	}
+	env := append(s.Endpoints().ChildEnv(),
+		"KINESIS_STREAM="+c.stream,
+		"S3_BUCKET="+c.bucket,
+	)
+	envFile := filepath.Join(c.runDir, "stack.env")
+	if err := writeEnvFile(envFile, env); err != nil {
+		return err
+	}
+	defer os.Remove(envFile)
+
+	gw, err := startChild(filepath.Join(c.binDir, "gateway"), filepath.Join(c.runDir, "gateway.log"), append(env,
+		"GATEWAY_ADDR="+c.gatewayAddr,
+		"GATEWAY_METRICS_ADDR="+c.metricsAddr,
+		"GATEWAY_WRITE_KEYS="+c.devKey+"=local",
+		"GATEWAY_LEGACY_SOURCE=legacy-local",
+		"GATEWAY_DRAIN_DELAY=0s",
+	))
+	if err != nil {
+		return err
+	}
+	defer gw.stop(stderr)
+	if err := waitHTTP(ctx, "http://"+c.gatewayAddr+"/readyz", 30*time.Second, gw); err != nil {
+		return fmt.Errorf("gateway did not become ready (see %s): %w", filepath.Join(c.runDir, "gateway.log"), err)
+	}
+
+	fmt.Fprintf(stdout, `
+Local stack is up (Ctrl-C stops it).
+  Kinesis   %s   stream %q, %d shards
+  DynamoDB  %s
+  S3        %s   bucket %q
+  gateway   http://%s  (metrics http://%s/metrics)
+  logs      %s/*.log
+
+Send an event (write key %q):
+  curl -sS -u %s: -H 'Content-Type: application/json' http://%s/v1/track \
+    -d '{"userId":"buildbot_user","event":"build:ci_build_process_completed","timestamp":%d,"properties":{"buildVersion":"29.50.1","nodeVersion":"v20.14.0","status":"success"}}'
+
+See what reached the stream:
+  source %s && %s/worker tail
+
+Workers: not part of the stack yet (they arrive with the worker issue); until
+then, worker tail decodes the stream. Sinks: Segment, GA4, S3 and DynamoDB
+delivery are off: no worker runs.
+`, s.Endpoints().Kinesis, c.stream, c.shards, s.Endpoints().DynamoDB, s.Endpoints().S3, c.bucket,
+		c.gatewayAddr, c.metricsAddr, c.runDir, c.devKey, c.devKey, c.gatewayAddr, time.Now().UnixMilli(), envFile, c.binDir)
+
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(stderr, "devstack: stopping")
+		return nil
+	case <-gw.done:
+		return fmt.Errorf("gateway exited: %v (see %s)", gw.err, filepath.Join(c.runDir, "gateway.log"))
+	case <-s.Done():
+		return fmt.Errorf("emulators exited (see %s)", emuLog.Name())
+	}
+}
+
+// child is a process started by devstack run.
+type child struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+func startChild(path, logPath string, env []string) (*child, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("create log: %w", err)
+	}
+	cmd := exec.Command(path)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Own process group: the terminal's Ctrl-C reaches only devstack, which
+	// then stops children in order, gracefully.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", path, err)
+	}
+	c := &child{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		c.err = cmd.Wait()
+		logf.Close()
+		close(c.done)
+	}()
+	return c, nil
+}
+
+// stop sends SIGTERM and waits for a graceful exit, killing after 30 s.
+func (c *child) stop(stderr io.Writer) {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(30 * time.Second):
+		fmt.Fprintf(stderr, "devstack: %s did not stop in 30 s, killing\n", c.cmd.Path)
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+}
+
+func waitHTTP(ctx context.Context, url string, timeout time.Duration, c *child) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.done:
+			return fmt.Errorf("exited: %v", c.err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return errors.New("timed out")
+}

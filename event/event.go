@@ -1,0 +1,218 @@
+// Package event defines the envelope every message travels in, from the
+// gateway through Kinesis to the sinks: the Segment spec's message types,
+// normalised (messageId, ISO-8601 timestamps, receivedAt, source), with every
+// field the client sent kept. It also defines the Kinesis record format the
+// gateway writes and the worker reads (record.go).
+//
+// The package imports no AWS SDK: it is shared by the gateway and the worker.
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Type is a Segment message type.
+type Type string
+
+// The message types of the Segment spec.
+const (
+	Track    Type = "track"
+	Identify Type = "identify"
+	Page     Type = "page"
+	Screen   Type = "screen"
+	Group    Type = "group"
+	Alias    Type = "alias"
+)
+
+// Valid reports whether t is one of the Segment spec's message types.
+func (t Type) Valid() bool {
+	switch t {
+	case Track, Identify, Page, Screen, Group, Alias:
+		return true
+	}
+	return false
+}
+
+// TimeLayout is the ISO-8601 layout of every timestamp the gateway stores:
+// UTC with millisecond precision, as Segment writes them.
+const TimeLayout = "2006-01-02T15:04:05.000Z"
+
+// Field names the gateway sets or rewrites. The rest of an event's fields are
+// kept as the client sent them.
+const (
+	FieldMessageID         = "messageId"
+	FieldType              = "type"
+	FieldEvent             = "event"
+	FieldName              = "name"
+	FieldUserID            = "userId"
+	FieldAnonymousID       = "anonymousId"
+	FieldTimestamp         = "timestamp"
+	FieldOriginalTimestamp = "originalTimestamp"
+	FieldSentAt            = "sentAt"
+	FieldReceivedAt        = "receivedAt"
+	FieldSource            = "source"
+	FieldContext           = "context"
+	FieldProperties        = "properties"
+	FieldTraits            = "traits"
+	FieldIntegrations      = "integrations"
+	FieldWriteKey          = "writeKey"
+)
+
+// Event is one normalised message. The typed fields mirror the JSON fields
+// of the same name for the hot paths of the worker; Fields holds the whole
+// object, unknown fields included, and is what MarshalJSON writes.
+//
+// An Event is not safe for concurrent mutation; concurrent reads are fine.
+type Event struct {
+	MessageID   string
+	Type        Type
+	Name        string // "event" of a track, "name" of a page or screen
+	UserID      string
+	AnonymousID string
+	Timestamp   time.Time
+	ReceivedAt  time.Time
+	Source      string
+
+	fields map[string]json.RawMessage
+}
+
+// Field returns the raw JSON of a top-level field, or nil when absent.
+func (e *Event) Field(name string) json.RawMessage { return e.fields[name] }
+
+// FieldNames returns the names of the event's top-level fields, unsorted.
+func (e *Event) FieldNames() []string {
+	names := make([]string, 0, len(e.fields))
+	for k := range e.fields {
+		names = append(names, k)
+	}
+	return names
+}
+
+// Lookup returns the raw JSON at a dotted path such as
+// "properties.buildVersion" or "context.library.name". It reports false when
+// any step is missing or is not an object.
+func (e *Event) Lookup(path string) (json.RawMessage, bool) {
+	head, rest, nested := strings.Cut(path, ".")
+	v, ok := e.fields[head]
+	if !ok {
+		return nil, false
+	}
+	for nested {
+		head, rest, nested = strings.Cut(rest, ".")
+		var obj map[string]json.RawMessage
+		if len(v) == 0 || v[0] != '{' || json.Unmarshal(v, &obj) != nil {
+			return nil, false
+		}
+		if v, ok = obj[head]; !ok {
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// LookupString is Lookup for string values; numbers and booleans are
+// returned in their JSON spelling, so that a version sent as 18 counts the
+// same as "18". Objects, arrays and null report false.
+func (e *Event) LookupString(path string) (string, bool) {
+	v, ok := e.Lookup(path)
+	if !ok {
+		return "", false
+	}
+	return scalarString(v)
+}
+
+func scalarString(v json.RawMessage) (string, bool) {
+	v = bytes.TrimSpace(v)
+	if len(v) == 0 {
+		return "", false
+	}
+	switch v[0] {
+	case '"':
+		var s string
+		if json.Unmarshal(v, &s) != nil {
+			return "", false
+		}
+		return s, true
+	case '{', '[', 'n':
+		return "", false
+	}
+	return string(v), true
+}
+
+// Set sets a top-level field to the JSON encoding of v. It does not update
+// the typed fields; it is meant for fields the typed ones do not mirror.
+func (e *Event) Set(name string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("marshal field %q: %w", name, err)
+	}
+	if e.fields == nil {
+		e.fields = make(map[string]json.RawMessage)
+	}
+	e.fields[name] = b
+	return nil
+}
+
+// MarshalJSON writes the event's fields as one JSON object, keys sorted.
+func (e *Event) MarshalJSON() ([]byte, error) {
+	return json.Marshal(e.fields)
+}
+
+// UnmarshalJSON reads a normalised event, as written by the gateway, and
+// fills the typed fields. It checks only what the worker relies on: an
+// object with a string messageId and a known type.
+func (e *Event) UnmarshalJSON(b []byte) error {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return fmt.Errorf("decode event: %w", err)
+	}
+	if fields == nil {
+		return fmt.Errorf("decode event: not an object")
+	}
+	*e = Event{fields: fields}
+	str := func(name string) string {
+		s, _ := scalarString(fields[name])
+		return s
+	}
+	e.MessageID = str(FieldMessageID)
+	if e.MessageID == "" {
+		return fmt.Errorf("decode event: missing %s", FieldMessageID)
+	}
+	e.Type = Type(str(FieldType))
+	if !e.Type.Valid() {
+		return fmt.Errorf("decode event %s: unknown type %q", e.MessageID, e.Type)
+	}
+	if e.Type == Track {
+		e.Name = str(FieldEvent)
+	} else {
+		e.Name = str(FieldName)
+	}
+	e.UserID = str(FieldUserID)
+	e.AnonymousID = str(FieldAnonymousID)
+	e.Source = str(FieldSource)
+	var err error
+	if s := str(FieldTimestamp); s != "" {
+		if e.Timestamp, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			return fmt.Errorf("decode event %s: timestamp: %w", e.MessageID, err)
+		}
+	}
+	if s := str(FieldReceivedAt); s != "" {
+		if e.ReceivedAt, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			return fmt.Errorf("decode event %s: receivedAt: %w", e.MessageID, err)
+		}
+	}
+	return nil
+}
+
+// Parse decodes one normalised event.
+func Parse(b []byte) (*Event, error) {
+	e := new(Event)
+	if err := e.UnmarshalJSON(b); err != nil {
+		return nil, err
+	}
+	return e, nil
+}

@@ -1,0 +1,619 @@
+package event
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Shape is the body layout of a request, decided by its path.
+type Shape int
+
+// The request shapes the gateway accepts.
+const (
+	// Single is one Segment message: /v1/track, /v1/t, ...
+	Single Shape = iota
+	// Batch is Segment's {"batch":[...], "sentAt", "context", ...}: /v1/batch.
+	Batch
+	// Legacy is the telemetry-service payload of the analytics library:
+	// /collect and /identify, timestamp in meta.timestamp, no write key.
+	Legacy
+)
+
+// Default limits, Segment's own (sinks.md §2.1).
+const (
+	DefaultMaxEventBytes = 32 << 10
+	// MaxMessageIDLen is Segment's limit on messageId ("under 100 characters").
+	MaxMessageIDLen = 99
+)
+
+// ErrorKind tells why a request was rejected.
+type ErrorKind int
+
+// The kinds of ValidationError.
+const (
+	// Invalid: the payload can never succeed (bad JSON, wrong types, missing fields).
+	Invalid ErrorKind = iota
+	// TooLarge: an event is over the per-event size limit.
+	TooLarge
+)
+
+// ValidationError is returned by DecodeRequest and Normalize for a payload
+// that can never succeed. Index is the event's position in a batch, or -1
+// for the request as a whole.
+type ValidationError struct {
+	Kind   ErrorKind
+	Index  int
+	Field  string
+	Reason string
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	if e.Index >= 0 {
+		fmt.Fprintf(&b, "batch[%d]", e.Index)
+	}
+	if e.Field != "" {
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(e.Field)
+	}
+	if b.Len() > 0 {
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Reason)
+	return b.String()
+}
+
+func invalid(index int, field, format string, args ...any) *ValidationError {
+	return &ValidationError{Kind: Invalid, Index: index, Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Request is a decoded request body: its events, still raw, and the
+// request-level fields that apply to all of them.
+type Request struct {
+	// WriteKey is the body's writeKey, empty when absent.
+	WriteKey string
+	shape    Shape
+	typ      Type
+	items    []json.RawMessage
+	// Batch-level fields merged into every item.
+	sentAt       json.RawMessage
+	context      json.RawMessage
+	integrations json.RawMessage
+}
+
+// Len returns the number of events in the request.
+func (r *Request) Len() int { return len(r.items) }
+
+// DecodeRequest parses a body of the given shape. typ is the message type
+// implied by the path (Single and Legacy); it is ignored for Batch. Every
+// event must be at most maxEventBytes of JSON (0 means
+// DefaultMaxEventBytes). An empty batch is an error: it can never succeed
+// and a client sending one has a bug worth seeing.
+func DecodeRequest(body []byte, shape Shape, typ Type, maxEventBytes int) (*Request, error) {
+	if maxEventBytes <= 0 {
+		maxEventBytes = DefaultMaxEventBytes
+	}
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil, invalid(-1, "", "empty body: want a JSON object")
+	}
+	if !json.Valid(body) {
+		return nil, invalid(-1, "", "malformed JSON: %s", jsonSyntaxError(body))
+	}
+	if body[0] != '{' {
+		return nil, invalid(-1, "", "body must be a JSON object")
+	}
+	r := &Request{shape: shape, typ: typ}
+	if shape != Batch {
+		if len(body) > maxEventBytes {
+			return nil, &ValidationError{Kind: TooLarge, Index: -1, Reason: fmt.Sprintf("event is %d bytes, over the limit of %d", len(body), maxEventBytes)}
+		}
+		wk, err := stringField(body, FieldWriteKey)
+		if err != nil {
+			return nil, invalid(-1, FieldWriteKey, "%v", err)
+		}
+		r.WriteKey = wk
+		r.items = []json.RawMessage{body}
+		return r, nil
+	}
+
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil {
+		return nil, invalid(-1, "", "malformed JSON: %v", err)
+	}
+	rawBatch, ok := top["batch"]
+	if !ok || isNull(rawBatch) {
+		return nil, invalid(-1, "batch", "missing: want an array of events")
+	}
+	if err := json.Unmarshal(rawBatch, &r.items); err != nil {
+		return nil, invalid(-1, "batch", "want an array of events")
+	}
+	if len(r.items) == 0 {
+		return nil, invalid(-1, "batch", "empty: want at least one event")
+	}
+	for i, it := range r.items {
+		if len(it) > maxEventBytes {
+			return nil, &ValidationError{Kind: TooLarge, Index: i, Reason: fmt.Sprintf("event is %d bytes, over the limit of %d", len(it), maxEventBytes)}
+		}
+		if len(it) == 0 || it[0] != '{' {
+			return nil, invalid(i, "", "want a JSON object")
+		}
+	}
+	if wk, ok := top[FieldWriteKey]; ok && !isNull(wk) {
+		if err := json.Unmarshal(wk, &r.WriteKey); err != nil {
+			return nil, invalid(-1, FieldWriteKey, "want a string")
+		}
+	}
+	r.sentAt = nonNull(top[FieldSentAt])
+	r.context = nonNull(top[FieldContext])
+	r.integrations = nonNull(top[FieldIntegrations])
+	if r.context != nil && r.context[0] != '{' {
+		return nil, invalid(-1, FieldContext, "want an object")
+	}
+	if r.integrations != nil && r.integrations[0] != '{' {
+		return nil, invalid(-1, FieldIntegrations, "want an object")
+	}
+	return r, nil
+}
+
+// stringField extracts one top-level string field without decoding the rest.
+func stringField(body []byte, name string) (string, error) {
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(body, &probe); err != nil {
+		return "", err
+	}
+	v, ok := probe[name]
+	if !ok || isNull(v) {
+		return "", nil
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		return "", errors.New("want a string")
+	}
+	return s, nil
+}
+
+func jsonSyntaxError(body []byte) string {
+	var v any
+	err := json.Unmarshal(body, &v)
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%s at byte %d", se.Error(), se.Offset)
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return "invalid JSON"
+}
+
+func isNull(v json.RawMessage) bool {
+	v = bytes.TrimSpace(v)
+	return len(v) == 0 || string(v) == "null"
+}
+
+func nonNull(v json.RawMessage) json.RawMessage {
+	if isNull(v) {
+		return nil
+	}
+	return bytes.TrimSpace(v)
+}
+
+// Meta is what the gateway knows about a request beyond its body.
+type Meta struct {
+	// Source is the source the write key resolved to.
+	Source string
+	// ReceivedAt is the server time the request arrived.
+	ReceivedAt time.Time
+	// Library names the client when the event's context does not, taken
+	// from the legacy X-Netlify-Client headers.
+	LibraryName, LibraryVersion string
+}
+
+// Normalizer turns decoded requests into events. The zero value is ready to
+// use; it is safe for concurrent use.
+type Normalizer struct {
+	// NewID mints a messageId for an event that has none and no timestamp
+	// to derive one from. Defaults to a random UUIDv4.
+	NewID func() string
+}
+
+// Normalize validates every event of r and returns them normalised. The
+// first invalid event fails the whole request, so a client never gets a
+// partial acceptance it cannot act on.
+//
+// Normalisation, in Segment's terms:
+//   - type comes from the path for single calls and from the item in a batch;
+//   - messageId is kept when given (at most 99 characters); when absent it is
+//     derived from the source and the event's bytes if the event carries a
+//     timestamp, so a client that retries the same payload gets the same
+//     messageId and duplicates collapse downstream; otherwise it is random;
+//   - timestamp, originalTimestamp and sentAt accept epoch milliseconds or
+//     ISO-8601 and are stored as ISO-8601 UTC; with sentAt, the client's
+//     clock skew is removed: timestamp = receivedAt - (sentAt - originalTimestamp);
+//   - receivedAt and source are set by the gateway; a body writeKey is dropped;
+//   - batch-level context and integrations are merged under each event's own.
+func (n *Normalizer) Normalize(r *Request, meta Meta) ([]*Event, error) {
+	events := make([]*Event, 0, len(r.items))
+	for i, raw := range r.items {
+		idx := i
+		if r.shape != Batch {
+			idx = -1
+		}
+		e, err := n.normalizeOne(r, raw, idx, meta)
+		if err != nil {
+			return nil, err
+		}
+		events = append(events, e)
+	}
+	return events, nil
+}
+
+func (n *Normalizer) normalizeOne(r *Request, raw json.RawMessage, idx int, meta Meta) (*Event, error) {
+	var f map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return nil, invalid(idx, "", "malformed JSON: %v", err)
+	}
+	e := &Event{fields: f, Source: meta.Source}
+	delete(f, FieldWriteKey)
+
+	// Type.
+	switch {
+	case r.shape == Single:
+		e.Type = r.typ
+	default:
+		s, err := optString(f, FieldType)
+		if err != nil {
+			return nil, invalid(idx, FieldType, "%v", err)
+		}
+		e.Type = Type(s)
+		if e.Type == "" {
+			if r.shape == Batch {
+				return nil, invalid(idx, FieldType, "missing: want one of track, identify, page, screen, group, alias")
+			}
+			e.Type = r.typ
+		}
+	}
+	if !e.Type.Valid() {
+		return nil, invalid(idx, FieldType, "unknown type %q: want one of track, identify, page, screen, group, alias", e.Type)
+	}
+	f[FieldType] = mustJSON(string(e.Type))
+
+	// Identity. Numbers are accepted and stored as strings, as Segment does.
+	var err error
+	if e.UserID, err = optID(f, FieldUserID); err != nil {
+		return nil, invalid(idx, FieldUserID, "%v", err)
+	}
+	if e.AnonymousID, err = optID(f, FieldAnonymousID); err != nil {
+		return nil, invalid(idx, FieldAnonymousID, "%v", err)
+	}
+	if e.UserID == "" && e.AnonymousID == "" {
+		return nil, invalid(idx, "", "missing userId and anonymousId: every event needs one")
+	}
+	switch e.Type {
+	case Track:
+		if e.Name, err = optString(f, FieldEvent); err != nil {
+			return nil, invalid(idx, FieldEvent, "%v", err)
+		}
+		if e.Name == "" {
+			return nil, invalid(idx, FieldEvent, "missing: a track call needs an event name")
+		}
+	case Page, Screen:
+		if e.Name, err = optString(f, FieldName); err != nil {
+			return nil, invalid(idx, FieldName, "%v", err)
+		}
+	case Group:
+		if _, err := optID(f, "groupId"); err != nil {
+			return nil, invalid(idx, "groupId", "%v", err)
+		}
+	case Alias:
+		if _, err := optID(f, "previousId"); err != nil {
+			return nil, invalid(idx, "previousId", "%v", err)
+		}
+	}
+	for _, name := range []string{FieldProperties, FieldTraits, FieldContext, FieldIntegrations} {
+		if v, ok := f[name]; ok {
+			if isNull(v) {
+				delete(f, name)
+				continue
+			}
+			if v = bytes.TrimSpace(v); v[0] != '{' {
+				return nil, invalid(idx, name, "want an object")
+			}
+		}
+	}
+	if err := mergeObject(f, FieldContext, r.context); err != nil {
+		return nil, invalid(idx, FieldContext, "%v", err)
+	}
+	if err := mergeObject(f, FieldIntegrations, r.integrations); err != nil {
+		return nil, invalid(idx, FieldIntegrations, "%v", err)
+	}
+	if meta.LibraryName != "" {
+		if err := setLibrary(f, meta.LibraryName, meta.LibraryVersion); err != nil {
+			return nil, invalid(idx, FieldContext, "%v", err)
+		}
+	}
+
+	// Timestamps.
+	original, hasOriginal, err := optTime(f, FieldOriginalTimestamp)
+	if err != nil {
+		return nil, invalid(idx, FieldOriginalTimestamp, "%v", err)
+	}
+	ts, hasTS, err := optTime(f, FieldTimestamp)
+	if err != nil {
+		return nil, invalid(idx, FieldTimestamp, "%v", err)
+	}
+	if !hasTS && r.shape == Legacy {
+		// The analytics library puts the event time in meta.timestamp.
+		if m, ok := f["meta"]; ok && !isNull(m) && bytes.TrimSpace(m)[0] == '{' {
+			var meta map[string]json.RawMessage
+			if json.Unmarshal(m, &meta) == nil {
+				if ts, hasTS, err = optTime(meta, FieldTimestamp); err != nil {
+					return nil, invalid(idx, "meta.timestamp", "%v", err)
+				}
+			}
+		}
+	}
+	if !hasOriginal && hasTS {
+		original, hasOriginal = ts, true
+	}
+	sentRaw := f[FieldSentAt]
+	if isNull(sentRaw) {
+		sentRaw = r.sentAt
+	}
+	sent, hasSent, err := parseTime(sentRaw)
+	if err != nil {
+		field := FieldSentAt
+		return nil, invalid(idx, field, "%v", err)
+	}
+	received := meta.ReceivedAt.UTC()
+	e.ReceivedAt = received
+	switch {
+	case hasOriginal && hasSent:
+		e.Timestamp = received.Add(-sent.Sub(original))
+	case hasOriginal:
+		e.Timestamp = original
+	default:
+		e.Timestamp = received
+	}
+	if hasOriginal {
+		f[FieldOriginalTimestamp] = mustJSON(formatTime(original))
+	}
+	if hasSent {
+		f[FieldSentAt] = mustJSON(formatTime(sent))
+	}
+	f[FieldTimestamp] = mustJSON(formatTime(e.Timestamp))
+	f[FieldReceivedAt] = mustJSON(formatTime(received))
+	if meta.Source != "" {
+		f[FieldSource] = mustJSON(meta.Source)
+	}
+
+	// messageId last: the derived one hashes the event as the client sent it.
+	if e.MessageID, err = optString(f, FieldMessageID); err != nil {
+		return nil, invalid(idx, FieldMessageID, "%v", err)
+	}
+	switch {
+	case len(e.MessageID) > MaxMessageIDLen:
+		return nil, invalid(idx, FieldMessageID, "%d characters, over the limit of %d", len(e.MessageID), MaxMessageIDLen)
+	case e.MessageID == "" && hasOriginal:
+		e.MessageID = derivedID(meta.Source, raw)
+	case e.MessageID == "":
+		e.MessageID = n.newID()
+	}
+	f[FieldMessageID] = mustJSON(e.MessageID)
+	return e, nil
+}
+
+func (n *Normalizer) newID() string {
+	if n.NewID != nil {
+		return n.NewID()
+	}
+	return randomUUID()
+}
+
+// derivedID is a stable messageId for an event without one: the same source
+// and bytes always give the same ID. The "gw-" prefix tells it apart from
+// client-minted IDs when debugging duplicates.
+func derivedID(source string, raw []byte) string {
+	h := sha256.New()
+	h.Write([]byte(source))
+	h.Write([]byte{0})
+	h.Write(bytes.TrimSpace(raw))
+	return "gw-" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+func randomUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+).
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], b[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], b[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], b[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], b[10:])
+	return string(s[:])
+}
+
+func mustJSON(s string) json.RawMessage {
+	b, _ := json.Marshal(s) // marshalling a string cannot fail
+	return b
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format(TimeLayout) }
+
+func optString(f map[string]json.RawMessage, name string) (string, error) {
+	v, ok := f[name]
+	if !ok || isNull(v) {
+		delete(f, name)
+		return "", nil
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		return "", errors.New("want a string")
+	}
+	return s, nil
+}
+
+// optID reads an identifier that may be a string or a number; a number is
+// rewritten as a string so every consumer sees one type.
+func optID(f map[string]json.RawMessage, name string) (string, error) {
+	v, ok := f[name]
+	if !ok || isNull(v) {
+		delete(f, name)
+		return "", nil
+	}
+	v = bytes.TrimSpace(v)
+	switch {
+	case v[0] == '"':
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return "", errors.New("want a string")
+		}
+		if s == "" {
+			delete(f, name)
+		}
+		return s, nil
+	case v[0] == '-' || (v[0] >= '0' && v[0] <= '9'):
+		s := string(v)
+		f[name] = mustJSON(s)
+		return s, nil
+	}
+	return "", errors.New("want a string or a number")
+}
+
+// optTime reads and removes nothing: it parses a timestamp field if present.
+func optTime(f map[string]json.RawMessage, name string) (time.Time, bool, error) {
+	v, ok := f[name]
+	if !ok || isNull(v) {
+		delete(f, name)
+		return time.Time{}, false, nil
+	}
+	return parseTime(v)
+}
+
+// Bounds for accepted timestamps: an epoch-seconds value sent by mistake
+// would otherwise land in January 1970, and a far-future one would poison
+// partitions downstream.
+var (
+	minTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+var timeLayouts = []string{
+	time.RFC3339Nano,
+	"2006-01-02T15:04:05.999999999Z0700",
+	"2006-01-02T15:04:05.999999999",
+	"2006-01-02 15:04:05.999999999Z07:00",
+	"2006-01-02",
+}
+
+// parseTime accepts epoch milliseconds (a JSON number, or a string of
+// digits) or an ISO-8601 string.
+func parseTime(v json.RawMessage) (time.Time, bool, error) {
+	if isNull(v) {
+		return time.Time{}, false, nil
+	}
+	v = bytes.TrimSpace(v)
+	var t time.Time
+	switch {
+	case v[0] == '"':
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return t, false, errors.New("want epoch milliseconds or an ISO-8601 string")
+		}
+		if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+			t = time.UnixMilli(ms)
+			break
+		}
+		parsed := false
+		for _, layout := range timeLayouts {
+			if p, err := time.Parse(layout, s); err == nil {
+				t, parsed = p, true
+				break
+			}
+		}
+		if !parsed {
+			return t, false, fmt.Errorf("%q is not ISO-8601 or epoch milliseconds", s)
+		}
+	case v[0] == '-' || (v[0] >= '0' && v[0] <= '9'):
+		ms, err := strconv.ParseFloat(string(v), 64)
+		if err != nil {
+			return t, false, fmt.Errorf("%s is not epoch milliseconds", v)
+		}
+		t = time.UnixMilli(int64(ms))
+	default:
+		return t, false, errors.New("want epoch milliseconds or an ISO-8601 string")
+	}
+	if t.Before(minTime) || !t.Before(maxTime) {
+		return t, false, fmt.Errorf("%s is out of range (epoch seconds instead of milliseconds?)", formatTime(t))
+	}
+	return t.UTC(), true, nil
+}
+
+// mergeObject merges a batch-level object under an event's own object of
+// the same name: the event's keys win.
+func mergeObject(f map[string]json.RawMessage, name string, batch json.RawMessage) error {
+	if batch == nil {
+		return nil
+	}
+	own, ok := f[name]
+	if !ok {
+		f[name] = batch
+		return nil
+	}
+	var b, o map[string]json.RawMessage
+	if err := json.Unmarshal(batch, &b); err != nil {
+		return errors.New("want an object")
+	}
+	if err := json.Unmarshal(own, &o); err != nil {
+		return errors.New("want an object")
+	}
+	for k, v := range o {
+		b[k] = v
+	}
+	merged, err := json.Marshal(b)
+	if err != nil {
+		return fmt.Errorf("merge %s: %w", name, err)
+	}
+	f[name] = merged
+	return nil
+}
+
+// setLibrary fills context.library when the event does not name its client.
+func setLibrary(f map[string]json.RawMessage, name, version string) error {
+	ctx := map[string]json.RawMessage{}
+	if v, ok := f[FieldContext]; ok {
+		if err := json.Unmarshal(v, &ctx); err != nil {
+			return errors.New("want an object")
+		}
+	}
+	if _, ok := ctx["library"]; ok {
+		return nil
+	}
+	lib, err := json.Marshal(map[string]string{"name": name, "version": version})
+	if err != nil {
+		return err
+	}
+	ctx["library"] = lib
+	b, err := json.Marshal(ctx)
+	if err != nil {
+		return err
+	}
+	f[FieldContext] = b
+	return nil
+}

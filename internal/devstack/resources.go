@@ -1,0 +1,93 @@
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	kinesistypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+)
+
+// Waiter timing. The SDK's defaults (Kinesis StreamExists MinDelay 10 s) are tuned for
+// real AWS; the emulators change state within milliseconds, so a default waiter turns a
+// 4 ms stream creation into an 11 s test.
+const (
+	waitMinDelay = 50 * time.Millisecond
+	waitMaxDelay = 500 * time.Millisecond
+	// DefaultWaitTimeout bounds each wait of the resource helpers; ctx can cut it
+	// shorter.
+	DefaultWaitTimeout = 30 * time.Second
+)
+
+// CreateStream creates a provisioned stream with the given shard count and waits
+// until it is ACTIVE. An existing stream is not an error, whatever its shard count.
+func (s *Stack) CreateStream(ctx context.Context, name string, shards int32) error {
+	_, err := s.kinesis.CreateStream(ctx, &kinesis.CreateStreamInput{
+		StreamName: aws.String(name),
+		ShardCount: aws.Int32(shards),
+	})
+	var inUse *kinesistypes.ResourceInUseException
+	if err != nil && !errors.As(err, &inUse) {
+		return fmt.Errorf("devstack: create stream %q: %w", name, err)
+	}
+	// Always wait: an existing stream may still be CREATING or UPDATING.
+	w := kinesis.NewStreamExistsWaiter(s.kinesis, func(o *kinesis.StreamExistsWaiterOptions) {
+		o.MinDelay, o.MaxDelay = waitMinDelay, waitMaxDelay
+	})
+	if err := w.Wait(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String(name)}, DefaultWaitTimeout); err != nil {
+		return fmt.Errorf("devstack: wait for stream %q: %w", name, err)
+	}
+	return nil
+}
+
+// DeleteStream deletes a stream and waits until it is gone. A missing stream is not an
+// error.
+func (s *Stack) DeleteStream(ctx context.Context, name string) error {
+	_, err := s.kinesis.DeleteStream(ctx, &kinesis.DeleteStreamInput{
+		StreamName:              aws.String(name),
+		EnforceConsumerDeletion: aws.Bool(true),
+	})
+	var notFound *kinesistypes.ResourceNotFoundException
+	if errors.As(err, &notFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("devstack: delete stream %q: %w", name, err)
+	}
+	w := kinesis.NewStreamNotExistsWaiter(s.kinesis, func(o *kinesis.StreamNotExistsWaiterOptions) {
+		o.MinDelay, o.MaxDelay = waitMinDelay, waitMaxDelay
+	})
+	if err := w.Wait(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String(name)}, DefaultWaitTimeout); err != nil {
+		return fmt.Errorf("devstack: wait for stream %q deletion: %w", name, err)
+	}
+	return nil
+}
+
+// CreateBucket creates a bucket. An existing bucket is not an error.
+func (s *Stack) CreateBucket(ctx context.Context, name string) error {
+	_, err := s.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)})
+	var owned *s3types.BucketAlreadyOwnedByYou
+	var exists *s3types.BucketAlreadyExists
+	if err != nil && !errors.As(err, &owned) && !errors.As(err, &exists) {
+		return fmt.Errorf("devstack: create bucket %q: %w", name, err)
+	}
+	return nil
+}
+
+// WaitTable waits until a DynamoDB table exists and is ACTIVE, for packages that create
+// their own tables.
+func (s *Stack) WaitTable(ctx context.Context, name string) error {
+	w := dynamodb.NewTableExistsWaiter(s.dynamodb, func(o *dynamodb.TableExistsWaiterOptions) {
+		o.MinDelay, o.MaxDelay = waitMinDelay, waitMaxDelay
+	})
+	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)}, DefaultWaitTimeout); err != nil {
+		return fmt.Errorf("devstack: wait for table %q: %w", name, err)
+	}
+	return nil
+}
