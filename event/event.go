@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -159,7 +160,52 @@ func (e *Event) Set(name string, v any) error {
 
 // MarshalJSON writes the event's fields as one JSON object, keys sorted.
 func (e *Event) MarshalJSON() ([]byte, error) {
-	return json.Marshal(e.fields)
+	return e.AppendJSON(nil), nil
+}
+
+// AppendJSON appends the event as one JSON object, keys sorted, to dst.
+// Field values are written as they were decoded or set, which json has
+// already validated, so unlike json.Marshal this does not re-scan them:
+// it is the gateway's hot path.
+func (e *Event) AppendJSON(dst []byte) []byte {
+	keys := make([]string, 0, len(e.fields))
+	for k := range e.fields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	size := 2
+	for k, v := range e.fields {
+		size += len(k) + len(v) + 4
+	}
+	dst = slices.Grow(dst, size)
+	dst = append(dst, '{')
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, k)
+		dst = append(dst, ':')
+		v := e.fields[k]
+		if len(v) == 0 {
+			v = json.RawMessage("null")
+		}
+		dst = append(dst, v...)
+	}
+	return append(dst, '}')
+}
+
+// appendString appends s as a JSON string; keys are almost always plain
+// ASCII, which is copied as is.
+func appendString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= 0x80 {
+			b, _ := json.Marshal(s) // a string always marshals
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
 
 // UnmarshalJSON reads a normalised event, as written by the gateway, and

@@ -85,6 +85,8 @@ type Request struct {
 	shape    Shape
 	typ      Type
 	items    []json.RawMessage
+	// parsed is items[0] already decoded, for single-event requests.
+	parsed map[string]json.RawMessage
 	// Batch-level fields merged into every item.
 	sentAt       json.RawMessage
 	context      json.RawMessage
@@ -107,29 +109,31 @@ func DecodeRequest(body []byte, shape Shape, typ Type, maxEventBytes int) (*Requ
 	if len(body) == 0 {
 		return nil, invalid(-1, "", "empty body: want a JSON object")
 	}
-	if !json.Valid(body) {
-		return nil, invalid(-1, "", "malformed JSON: %s", jsonSyntaxError(body))
-	}
 	if body[0] != '{' {
+		if !json.Valid(body) {
+			return nil, invalid(-1, "", "malformed JSON: %s", jsonSyntaxError(body))
+		}
 		return nil, invalid(-1, "", "body must be a JSON object")
 	}
 	r := &Request{shape: shape, typ: typ}
+	if shape != Batch && len(body) > maxEventBytes {
+		return nil, &ValidationError{Kind: TooLarge, Index: -1, Reason: fmt.Sprintf("event is %d bytes, over the limit of %d", len(body), maxEventBytes)}
+	}
+	// One decode both validates and parses: the body is read once more
+	// only to name a syntax error.
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil {
+		return nil, invalid(-1, "", "malformed JSON: %s", jsonSyntaxError(body))
+	}
 	if shape != Batch {
-		if len(body) > maxEventBytes {
-			return nil, &ValidationError{Kind: TooLarge, Index: -1, Reason: fmt.Sprintf("event is %d bytes, over the limit of %d", len(body), maxEventBytes)}
-		}
-		wk, err := stringField(body, FieldWriteKey)
+		wk, err := optString(top, FieldWriteKey)
 		if err != nil {
 			return nil, invalid(-1, FieldWriteKey, "%v", err)
 		}
 		r.WriteKey = wk
 		r.items = []json.RawMessage{body}
+		r.parsed = top
 		return r, nil
-	}
-
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil {
-		return nil, invalid(-1, "", "malformed JSON: %v", err)
 	}
 	rawBatch, ok := top["batch"]
 	if !ok || isNull(rawBatch) {
@@ -164,23 +168,6 @@ func DecodeRequest(body []byte, shape Shape, typ Type, maxEventBytes int) (*Requ
 		return nil, invalid(-1, FieldIntegrations, "want an object")
 	}
 	return r, nil
-}
-
-// stringField extracts one top-level string field without decoding the rest.
-func stringField(body []byte, name string) (string, error) {
-	var probe map[string]json.RawMessage
-	if err := json.Unmarshal(body, &probe); err != nil {
-		return "", err
-	}
-	v, ok := probe[name]
-	if !ok || isNull(v) {
-		return "", nil
-	}
-	var s string
-	if err := json.Unmarshal(v, &s); err != nil {
-		return "", errors.New("want a string")
-	}
-	return s, nil
 }
 
 func jsonSyntaxError(body []byte) string {
@@ -259,9 +246,11 @@ func (n *Normalizer) Normalize(r *Request, meta Meta) ([]*Event, error) {
 }
 
 func (n *Normalizer) normalizeOne(r *Request, raw json.RawMessage, idx int, meta Meta) (*Event, error) {
-	var f map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &f); err != nil {
-		return nil, invalid(idx, "", "malformed JSON: %v", err)
+	f := r.parsed
+	if f == nil || len(r.items) != 1 {
+		if err := json.Unmarshal(raw, &f); err != nil {
+			return nil, invalid(idx, "", "malformed JSON: %v", err)
+		}
 	}
 	e := &Event{fields: f, Source: meta.Source}
 	delete(f, FieldWriteKey)
@@ -450,8 +439,7 @@ func randomUUID() string {
 }
 
 func mustJSON(s string) json.RawMessage {
-	b, _ := json.Marshal(s) // marshalling a string cannot fail
-	return b
+	return appendString(nil, s)
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format(TimeLayout) }

@@ -301,11 +301,7 @@ func (h *Handler) accept(r *http.Request, rt route) (int, error) {
 	}
 	msgs := make([]Message, len(events))
 	for i, e := range events {
-		data, err := json.Marshal(e)
-		if err != nil {
-			return 0, fmt.Errorf("marshal event: %w", err)
-		}
-		msgs[i] = Message{ID: e.MessageID, Data: data}
+		msgs[i] = Message{ID: e.MessageID, Data: e.AppendJSON(nil)}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.AckTimeout)
 	defer cancel()
@@ -319,6 +315,8 @@ func (h *Handler) writeError(r *http.Request, err error) error {
 	switch {
 	case errors.Is(err, ErrBufferFull):
 		return &httpError{http.StatusTooManyRequests, "gateway is at capacity, retry later"}
+	case errors.Is(err, ErrInvalidMessage):
+		return &httpError{http.StatusBadRequest, err.Error()}
 	case errors.Is(err, ErrClosed):
 		return &httpError{http.StatusServiceUnavailable, "gateway is shutting down, retry later"}
 	case errors.Is(err, ErrUnavailable):

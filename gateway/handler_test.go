@@ -276,6 +276,7 @@ func TestIngestBackpressure(t *testing.T) {
 	}{
 		{ErrBufferFull, 429},
 		{ErrUnavailable, 503},
+		{ErrInvalidMessage, 400},
 		{ErrClosed, 503},
 		{context.DeadlineExceeded, 503},
 		{errors.New("boom"), 500},

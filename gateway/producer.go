@@ -47,7 +47,7 @@ const (
 	// DefaultLinger is how long a batch waits for more messages after its
 	// first: long enough to pack concurrent requests together, short
 	// against the Segment SDKs' 10 s timeout.
-	DefaultLinger = 5 * time.Millisecond
+	DefaultLinger = time.Millisecond
 	// DefaultMaxRecordBytes bounds a record's raw (uncompressed) payload.
 	// Compressed, it is far below Kinesis' 1 MiB record limit.
 	DefaultMaxRecordBytes = 256 << 10
@@ -581,6 +581,7 @@ func (p *Producer) flush(b *batch) {
 		}
 	}
 	pending := b.records
+	first := time.Now() // RetryTimeout runs from the first attempt
 	for attempt := 0; ; attempt++ {
 		failed, failedEntries, err := p.put(pending, entries)
 		if len(failed) == 0 {
@@ -589,7 +590,7 @@ func (p *Producer) flush(b *batch) {
 		if p.abort(failed) {
 			return
 		}
-		elapsed := time.Since(start)
+		elapsed := time.Since(first)
 		if errors.Is(err, errPermanent) || elapsed >= p.cfg.RetryTimeout {
 			p.giveUp(failed, err, attempt+1, elapsed)
 			return
@@ -655,9 +656,12 @@ func (p *Producer) put(records []*record, entries []types.PutRecordsRequestEntry
 		return records, entries, fmt.Errorf("put records: %w", err)
 	}
 
+	// Count first, finish after: a writer who got its answer sees the
+	// counters that include its messages.
 	var failed []*record
 	var failedEntries []types.PutRecordsRequestEntry
 	var firstErr error
+	var okRecords, okEvents, okBytes int64
 	for i, res := range out.Records {
 		if code := aws.ToString(res.ErrorCode); code != "" {
 			failed = append(failed, records[i])
@@ -667,26 +671,34 @@ func (p *Producer) put(records []*record, entries []types.PutRecordsRequestEntry
 			}
 			continue
 		}
-		r := records[i]
-		n := int64(len(entries[i].Data) + len(r.key))
-		p.stats.records.Add(1)
-		p.stats.events.Add(int64(len(r.events)))
-		p.stats.bytes.Add(n)
-		p.metrics.records.Inc()
-		p.metrics.events.Add(float64(len(r.events)))
-		p.metrics.bytes.Add(float64(n))
-		p.finishRecord(r, nil)
+		okRecords++
+		okEvents += int64(len(records[i].events))
+		okBytes += int64(len(entries[i].Data) + len(records[i].key))
 	}
+	p.stats.records.Add(okRecords)
+	p.stats.events.Add(okEvents)
+	p.stats.bytes.Add(okBytes)
+	p.metrics.records.Add(float64(okRecords))
+	p.metrics.events.Add(float64(okEvents))
+	p.metrics.bytes.Add(float64(okBytes))
 	if len(failed) == 0 {
 		p.metrics.calls.WithLabelValues("ok").Inc()
 	} else {
 		p.metrics.calls.WithLabelValues("partial").Inc()
 	}
+	for i, res := range out.Records {
+		if aws.ToString(res.ErrorCode) == "" {
+			p.finishRecord(records[i], nil)
+		}
+	}
 	return failed, failedEntries, firstErr
 }
 
-// finishRecord completes r's messages and releases their buffer bytes.
+// finishRecord releases r's buffer bytes and completes its messages. The
+// counters are updated first, so that a writer who got its answer sees
+// them.
 func (p *Producer) finishRecord(r *record, err error) {
+	p.buffered.Add(-int64(r.data))
 	for i := 0; i < len(r.owners); {
 		w, j := r.owners[i], i+1
 		for j < len(r.owners) && r.owners[j] == w {
@@ -695,18 +707,17 @@ func (p *Producer) finishRecord(r *record, err error) {
 		w.complete(j-i, err)
 		i = j
 	}
-	p.buffered.Add(-int64(r.data))
 	r.events, r.owners = nil, nil
 }
 
 func (p *Producer) giveUp(failed []*record, err error, attempts int, elapsed time.Duration) {
+	p.stats.gaveUp.Add(int64(len(failed)))
+	p.metrics.gaveUp.Add(float64(len(failed)))
 	events := 0
 	for _, r := range failed {
 		events += len(r.events)
 		p.finishRecord(r, ErrUnavailable)
 	}
-	p.stats.gaveUp.Add(int64(len(failed)))
-	p.metrics.gaveUp.Add(float64(len(failed)))
 	p.log.Error("give up writing records",
 		zap.Int("records", len(failed)), zap.Int("events", events),
 		zap.Int("attempts", attempts), zap.Duration("elapsed", elapsed), zap.Error(err))

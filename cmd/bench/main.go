@@ -1,0 +1,51 @@
+// Command bench measures the pipeline on loopback and prints each figure
+// on a line of its own as `name: value unit`, for make bench.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+)
+
+func main() {
+	var o options
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time of each load run")
+	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up of each load run")
+	flag.IntVar(&o.concurrency, "concurrency", 64, "concurrent clients of the single-event runs (a quarter of it for 100-event batches)")
+	flag.DurationVar(&o.linger, "linger", 0, "gateway group-commit linger (0: the default)")
+	flag.Parse()
+	ctx := context.Background()
+	figs, err := benchGateway(ctx, o)
+	for _, f := range figs {
+		fmt.Println(f)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the load parameters, the same for the gateway and the bare
+// handler it is compared with.
+type options struct {
+	duration, warmup time.Duration
+	concurrency      int
+	linger           time.Duration
+}
+
+// figure is one measured value.
+type figure struct {
+	name  string
+	value float64
+	unit  string
+}
+
+func (f figure) String() string {
+	if f.value >= 100 || f.value == float64(int64(f.value)) {
+		return fmt.Sprintf("%s: %.0f %s", f.name, f.value, f.unit)
+	}
+	return fmt.Sprintf("%s: %.3g %s", f.name, f.value, f.unit)
+}
