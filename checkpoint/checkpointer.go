@@ -1,0 +1,212 @@
+package checkpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	chk "github.com/vmware/vmware-go-kcl-v2/clientlibrary/checkpoint"
+	"go.uber.org/zap"
+
+	"github.com/buildtelemetry/pipeline/processor"
+)
+
+// Compile-time checks that Checkpointer is what the library and the
+// processor expect.
+var (
+	_ chk.Checkpointer        = (*Checkpointer)(nil)
+	_ processor.ProgressStore = (*Checkpointer)(nil)
+)
+
+// Defaults for Config fields left at zero.
+const (
+	// DefaultLeaseDuration is how long a lease lasts after each acquisition
+	// or renewal. It must equal the library's FailoverTimeMillis, whose
+	// default is the same 10 s.
+	DefaultLeaseDuration = 10 * time.Second
+	// DefaultCallTimeout bounds each DynamoDB and Kinesis call made for the
+	// library, which passes no context. It is well under the lease so that a
+	// hung call cannot outlive the lease it is renewing.
+	DefaultCallTimeout = 5 * time.Second
+	// DefaultShardCacheTTL is how long a ListShards result is reused for
+	// parent checks: the library asks for a lease on every unowned shard on
+	// each tick, and one listing per second is plenty for that.
+	DefaultShardCacheTTL = time.Second
+	// DefaultTableWaitTimeout bounds Init's wait for a new table to become
+	// ACTIVE; DynamoDB usually takes a few seconds.
+	DefaultTableWaitTimeout = 2 * time.Minute
+)
+
+// Errors returned by Checkpointer.
+var (
+	// ErrLeaseStealingUnsupported is returned by ListActiveWorkers and
+	// ClaimShard: this checkpointer does not implement the library's
+	// claim-based stealing, so EnableLeaseStealing must stay off.
+	ErrLeaseStealingUnsupported = errors.New("checkpoint: lease stealing is not supported by this checkpointer; keep EnableLeaseStealing off")
+)
+
+// DynamoDBAPI is the part of the DynamoDB client the Checkpointer uses.
+// *dynamodb.Client implements it.
+type DynamoDBAPI interface {
+	GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
+	Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
+	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+	CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
+}
+
+// ShardLister lists a stream's shards, for the parent checks.
+// *kinesis.Client implements it.
+type ShardLister interface {
+	ListShards(ctx context.Context, in *kinesis.ListShardsInput, optFns ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error)
+}
+
+// Config configures a Checkpointer.
+type Config struct {
+	// Table is the lease table's name. Required.
+	Table string
+	// Stream is the Kinesis stream's name (not its ARN: kinesalite accepts
+	// only names). Required.
+	Stream string
+	// WorkerID identifies this worker as a lease holder; it must be the
+	// library's WorkerID. Required.
+	WorkerID string
+	// LeaseDuration is how long a lease lasts after each acquisition or
+	// renewal. It must equal the library's FailoverTimeMillis. Default
+	// DefaultLeaseDuration.
+	LeaseDuration time.Duration
+	// CallTimeout bounds each AWS call. The library's calls carry no
+	// context, so each gets context.WithTimeout(context.Background(),
+	// CallTimeout); ProgressStore calls get it on top of the caller's ctx.
+	// Default DefaultCallTimeout.
+	CallTimeout time.Duration
+	// ShardCacheTTL is how long a ListShards result is reused. Default
+	// DefaultShardCacheTTL.
+	ShardCacheTTL time.Duration
+	// TableWaitTimeout bounds Init's wait for the table to be ACTIVE.
+	// Default DefaultTableWaitTimeout.
+	TableWaitTimeout time.Duration
+	// Now returns the current time, for lease timeouts. Default time.Now;
+	// tests pass a fake clock.
+	Now func() time.Time
+}
+
+// Checkpointer keeps leases, checkpoints and per-sink progress in a
+// DynamoDB table (row schema in the package documentation). It is safe for
+// concurrent use: the library calls it from its event loop and from every
+// shard consumer, and the processors call it as their ProgressStore.
+type Checkpointer struct {
+	db     DynamoDBAPI
+	shards ShardLister
+	cfg    Config
+	log    *zap.Logger
+
+	mu     sync.Mutex
+	tokens map[string]string // shard ID → LeaseToken of the lease we hold
+
+	listMu    sync.Mutex // serialises ListShards refreshes
+	listing   map[string]shardInfo
+	listingAt time.Time
+
+	// scanLimit sets ScanInput.Limit in Leases; tests use it to force
+	// several pages.
+	scanLimit int32
+}
+
+// shardInfo is what the parent checks need of a listed shard.
+type shardInfo struct {
+	parent, adjacentParent string
+}
+
+// New returns a Checkpointer. It does no I/O: call Init (or let the
+// library call it) to create the table. log may be nil.
+func New(db DynamoDBAPI, shards ShardLister, cfg Config, log *zap.Logger) (*Checkpointer, error) {
+	switch {
+	case db == nil:
+		return nil, errors.New("checkpoint: DynamoDB client is nil")
+	case shards == nil:
+		return nil, errors.New("checkpoint: shard lister is nil")
+	case cfg.Table == "":
+		return nil, errors.New("checkpoint: Config.Table is required")
+	case cfg.Stream == "":
+		return nil, errors.New("checkpoint: Config.Stream is required")
+	case cfg.WorkerID == "":
+		return nil, errors.New("checkpoint: Config.WorkerID is required")
+	case cfg.LeaseDuration < 0:
+		return nil, fmt.Errorf("checkpoint: Config.LeaseDuration %v is negative", cfg.LeaseDuration)
+	case cfg.CallTimeout < 0:
+		return nil, fmt.Errorf("checkpoint: Config.CallTimeout %v is negative", cfg.CallTimeout)
+	case cfg.ShardCacheTTL < 0:
+		return nil, fmt.Errorf("checkpoint: Config.ShardCacheTTL %v is negative", cfg.ShardCacheTTL)
+	case cfg.TableWaitTimeout < 0:
+		return nil, fmt.Errorf("checkpoint: Config.TableWaitTimeout %v is negative", cfg.TableWaitTimeout)
+	}
+	if cfg.LeaseDuration == 0 {
+		cfg.LeaseDuration = DefaultLeaseDuration
+	}
+	if cfg.CallTimeout == 0 {
+		cfg.CallTimeout = DefaultCallTimeout
+	}
+	if cfg.ShardCacheTTL == 0 {
+		cfg.ShardCacheTTL = DefaultShardCacheTTL
+	}
+	if cfg.TableWaitTimeout == 0 {
+		cfg.TableWaitTimeout = DefaultTableWaitTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Checkpointer{
+		db:     db,
+		shards: shards,
+		cfg:    cfg,
+		log:    log.With(zap.String("table", cfg.Table), zap.String("worker", cfg.WorkerID)),
+		tokens: make(map[string]string),
+	}, nil
+}
+
+// callCtx returns the context for one AWS call made on the library's
+// behalf: the library gives none.
+func (c *Checkpointer) callCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), c.cfg.CallTimeout)
+}
+
+// token returns the lease token held for shard, or "" if none.
+func (c *Checkpointer) token(shard string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tokens[shard]
+}
+
+func (c *Checkpointer) setToken(shard, tok string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tokens[shard] = tok
+}
+
+// dropToken forgets shard's token if it is still tok (or unconditionally
+// when tok is ""), so that a failure seen by an old lease cannot erase the
+// token of a newer acquisition.
+func (c *Checkpointer) dropToken(shard, tok string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if tok == "" || c.tokens[shard] == tok {
+		delete(c.tokens, shard)
+	}
+}
+
+// isConditionFailed reports whether err is DynamoDB's conditional check
+// failure: the row was not as the write expected.
+func isConditionFailed(err error) bool {
+	var ccf *types.ConditionalCheckFailedException
+	return errors.As(err, &ccf)
+}

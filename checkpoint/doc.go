@@ -1,0 +1,88 @@
+// Package checkpoint is the worker's lease table: an implementation of
+// vmware-go-kcl-v2's checkpoint.Checkpointer over DynamoDB, and of
+// processor.ProgressStore on the same rows.
+//
+// The library's own DynamoCheckpoint cannot be used (docs kcl-v1.0.0.md §0
+// and §3). Each difference below fixes one of its defects:
+//
+//   - Fenced writes (defect 1, §3.2). Every write of a lease holder
+//     (renewal, CheckpointSequence, SaveProgress, SaveSinkState) is an
+//     UpdateItem conditioned on AssignedTo = this worker AND LeaseToken = the
+//     token this Checkpointer got when it acquired the lease. A worker that
+//     lost its lease, even to a restarted instance with the same WorkerID,
+//     can no longer move the checkpoint or the sink watermarks: its write
+//     fails with an error wrapping processor.ErrLeaseLost and changes
+//     nothing.
+//   - Counter-fenced acquisition (§3.2, KCL 2.x's lease counter). Every
+//     acquisition and renewal increments LeaseCounter; an acquisition is
+//     conditioned on the counter it observed, so of two workers racing for
+//     an expired lease exactly one wins, and a renewal landing between the
+//     other's read and write makes that write fail.
+//   - UpdateItem, never a full-item PutItem (§3.2 "Renewal is a full-item
+//     PutItem"), so attributes the library does not know (SinkWatermarks,
+//     SinkState, ClaimRequest) survive renewals and checkpoints.
+//   - Parent-before-child (defect 3, §3.4). The library lets a child start
+//     as soon as its parent's lease row has no checkpoint, and ignores the
+//     second parent of a merge. GetLease refuses to acquire a shard while
+//     any of its parents (ParentShardId and AdjacentParentShardId, from
+//     ListShards) is still listed in the stream and not checkpointed at
+//     SHARD_END, whether that parent was never leased, is leased, or was
+//     leased and never checkpointed. The library's waitOnParentShard then
+//     finds the parent finished at once. A lease row left behind by a parent
+//     that has aged out of the stream without reaching SHARD_END is deleted,
+//     because waitOnParentShard would otherwise poll it forever (§3.4 v1#72).
+//   - FetchCheckpoint returns nil with an empty Checkpoint for a row that
+//     exists without one (§4.2), instead of ErrSequenceIDNotFound, which the
+//     library takes for "parent deleted". It also loads ClaimRequest
+//     (defect 6, v1#100).
+//   - Consistent reads everywhere, and a paginated consistent Scan in
+//     Leases (defect 6, §3.3).
+//   - Init creates the table PAY_PER_REQUEST (defect 8, §3.7), waits until
+//     it is ACTIVE, treats a concurrent CreateTable as success (local-aws.md
+//     §7, problem 6) and only treats ResourceNotFoundException as "missing"
+//     (§1 "doesTableExist swallows every error").
+//   - RemoveLeaseOwner also clears the token and sets LeaseTimeout to now,
+//     so after a graceful stop another worker takes the shard on its next
+//     tick instead of waiting for the lease to expire.
+//
+// Lease stealing is not implemented: ListActiveWorkers and ClaimShard
+// return ErrLeaseStealingUnsupported, so the worker must keep the library's
+// EnableLeaseStealing off (its default).
+//
+// # Row schema
+//
+// One item per shard in the table named by Config.Table, hash key ShardID
+// (S). The first five attributes are the library's; the rest are ours.
+//
+//	ShardID        S  shard ID (hash key)
+//	AssignedTo     S  worker ID of the lease holder; absent when released
+//	LeaseTimeout   S  RFC3339Nano UTC: the holder's clock + LeaseDuration
+//	Checkpoint     S  last checkpointed sequence number, or SHARD_END
+//	ParentShardId  S  the shard's parent, as the library knows it
+//	ClaimRequest   S  the library's lease-stealing claim (read, never written)
+//	LeaseCounter   N  incremented by every acquisition and renewal
+//	LeaseToken     S  random per acquisition; absent when released
+//	SinkWatermarks M  of S: processor.SinkProgress.Watermark by sink name
+//	SinkState      M  of B: processor.SinkProgress.State by sink name
+//
+// SinkWatermarks and SinkState are created as empty maps at acquisition
+// (if they do not exist yet), so later writes can SET one sink's entry by
+// its nested path without reading the row first.
+//
+// # Configuring the KCL worker
+//
+// Config.LeaseDuration must equal the library's FailoverTimeMillis
+// (KinesisClientLibConfiguration.WithFailoverTimeMillis); both default to
+// 10 s. The library renews every LeaseRefreshWaitTime (2.5 s by default),
+// which must stay well below it. Lease expiry compares the holder's
+// wall clock (written into LeaseTimeout) with the reader's, so hosts need
+// synchronised clocks (NTP); skew shortens or lengthens failover by the
+// skew, it does not break fencing, which rests on the token and counter.
+//
+// Use one Checkpointer per worker, shared by the KCL worker
+// (WithCheckpointer) and the record processors (as their
+// processor.ProgressStore): the lease tokens that fence the processors'
+// writes live in it. The worker must also read children from TRIM_HORIZON
+// (WithInitialPositionInStream), as the start position of a shard with no
+// checkpoint comes from the library's configuration, not from here.
+package checkpoint

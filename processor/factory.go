@@ -1,0 +1,188 @@
+package processor
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+	kcl "github.com/vmware/vmware-go-kcl-v2/clientlibrary/interfaces"
+	"go.uber.org/zap"
+
+	"github.com/buildtelemetry/pipeline/event"
+)
+
+// Defaults of Config.
+const (
+	// DefaultCallTimeout bounds one Write or Flush of a sink, so that a
+	// hung destination can never hold a shard (and its lease) forever.
+	DefaultCallTimeout = 30 * time.Second
+	// DefaultRetryBudget bounds the retries of one batch for one sink
+	// before its records are parked. With the call timeout it keeps a
+	// ProcessRecords call well under Kinesis' 5-minute iterator expiry.
+	DefaultRetryBudget = 60 * time.Second
+	// DefaultMinBackoff and DefaultMaxBackoff bound the capped
+	// exponential backoff between retries (a Retry-After may ask more).
+	DefaultMinBackoff = 100 * time.Millisecond
+	DefaultMaxBackoff = 10 * time.Second
+	// DefaultCheckpointInterval is the least time between two progress
+	// writes of a shard: each is a DynamoDB write.
+	DefaultCheckpointInterval = time.Second
+)
+
+// Config configures the record processors.
+type Config struct {
+	// Stream is the stream name, given to sinks in Shard.
+	Stream string
+	// WorkerID is this worker's lease owner ID.
+	WorkerID string
+	// CallTimeout bounds each sink call (DefaultCallTimeout).
+	CallTimeout time.Duration
+	// RetryBudget bounds retries per batch and sink (DefaultRetryBudget).
+	RetryBudget time.Duration
+	// MinBackoff and MaxBackoff bound retry waits (DefaultMinBackoff,
+	// DefaultMaxBackoff).
+	MinBackoff, MaxBackoff time.Duration
+	// CheckpointInterval is the least time between progress writes of a
+	// shard (DefaultCheckpointInterval); shutdown and shard end always write.
+	CheckpointInterval time.Duration
+	// Breaker configures every sink's breaker.
+	Breaker BreakerConfig
+	// Registerer receives the processor's metrics; nil: unregistered.
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) setDefaults() {
+	if c.CallTimeout <= 0 {
+		c.CallTimeout = DefaultCallTimeout
+	}
+	if c.RetryBudget <= 0 {
+		c.RetryBudget = DefaultRetryBudget
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = DefaultMinBackoff
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.CheckpointInterval <= 0 {
+		c.CheckpointInterval = DefaultCheckpointInterval
+	}
+}
+
+// sinkRuntime is a sink with what all shards share about it.
+type sinkRuntime struct {
+	name    string
+	sink    Sink
+	breaker *breaker
+}
+
+// Factory creates one RecordProcessor per shard lease; it implements the
+// KCL's IRecordProcessorFactory. It keeps track of the live processor of
+// each shard, because the library never tells a processor that its lease
+// was lost: when a shard gets a new processor, the old one is closed and
+// its buffered sink state dropped. It is safe for concurrent use.
+type Factory struct {
+	cfg     Config
+	sinks   []*sinkRuntime
+	dlq     DeadLetters
+	store   ProgressStore
+	log     *zap.Logger
+	dec     *event.RecordDecoder
+	metrics *metrics
+
+	mu    sync.Mutex
+	procs map[string]*RecordProcessor
+}
+
+// NewFactory returns a factory whose processors fan out to sinks.
+func NewFactory(cfg Config, sinks []Sink, dlq DeadLetters, store ProgressStore, log *zap.Logger) (*Factory, error) {
+	cfg.setDefaults()
+	if cfg.WorkerID == "" {
+		return nil, errors.New("create processor factory: WorkerID is required")
+	}
+	if dlq == nil || store == nil {
+		return nil, errors.New("create processor factory: dead letters and progress store are required")
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	dec, err := event.NewRecordDecoder()
+	if err != nil {
+		return nil, fmt.Errorf("create processor factory: %w", err)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("create processor factory: %w", err)
+	}
+	f := &Factory{cfg: cfg, dlq: dlq, store: store, log: log, dec: dec, metrics: m, procs: map[string]*RecordProcessor{}}
+	seen := map[string]bool{}
+	for _, s := range sinks {
+		name := s.Name()
+		if name == "" || seen[name] || name == DecodeSink {
+			return nil, fmt.Errorf("create processor factory: sink name %q is empty, reserved or used twice", name)
+		}
+		seen[name] = true
+		rt := &sinkRuntime{name: name, sink: s}
+		rt.breaker = newBreaker(name, cfg.Breaker, func(from, to gobreaker.State) {
+			m.breakerState.WithLabelValues(name).Set(float64(to))
+			log.Warn("breaker state changed", zap.String("sink", name), zap.String("from", from.String()), zap.String("to", to.String()))
+		})
+		m.breakerState.WithLabelValues(name).Set(0)
+		f.sinks = append(f.sinks, rt)
+	}
+	return f, nil
+}
+
+// CreateProcessor returns a new processor; it learns its shard in Initialize.
+func (f *Factory) CreateProcessor() kcl.IRecordProcessor {
+	return &RecordProcessor{f: f}
+}
+
+// register makes p the live processor of its shard, closing the previous
+// one: a new lease means the old consumer is gone, whether or not the
+// library told it.
+func (f *Factory) register(p *RecordProcessor) {
+	f.mu.Lock()
+	old := f.procs[p.shard]
+	f.procs[p.shard] = p
+	f.mu.Unlock()
+	if old != nil && old != p {
+		old.close("replaced by a new lease of the shard")
+	}
+}
+
+func (f *Factory) unregister(p *RecordProcessor) {
+	f.mu.Lock()
+	if f.procs[p.shard] == p {
+		delete(f.procs, p.shard)
+	}
+	f.mu.Unlock()
+}
+
+// Shards returns the shards with a live processor.
+func (f *Factory) Shards() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]string, 0, len(f.procs))
+	for s := range f.procs {
+		out = append(out, s)
+	}
+	return out
+}
+
+// Close closes every live processor without flushing: for a process
+// exit after the KCL worker has shut down (which flushes gracefully).
+func (f *Factory) Close() {
+	f.mu.Lock()
+	procs := make([]*RecordProcessor, 0, len(f.procs))
+	for _, p := range f.procs {
+		procs = append(procs, p)
+	}
+	f.mu.Unlock()
+	for _, p := range procs {
+		p.close("worker closing")
+	}
+}

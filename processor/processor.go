@@ -1,0 +1,540 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	kcl "github.com/vmware/vmware-go-kcl-v2/clientlibrary/interfaces"
+	"go.uber.org/zap"
+
+	"github.com/buildtelemetry/pipeline/event"
+)
+
+// RecordProcessor processes one shard under one lease: it decodes each
+// batch, fans it out to every sink concurrently, parks what cannot be
+// delivered, and checkpoints the lowest sequence number all sinks made
+// durable. The KCL calls it from one goroutine.
+type RecordProcessor struct {
+	f     *Factory
+	shard string
+	log   *zap.Logger
+
+	ctx    context.Context // cancelled by close
+	cancel context.CancelFunc
+
+	mu     sync.Mutex // guards closed against close from the factory
+	closed bool
+
+	sinks    []*shardSink
+	saved    Progress // what the lease row holds
+	lastSave time.Time
+	lastSeq  string // last sequence number received
+}
+
+// shardSink is one sink's delivery state for this shard.
+type shardSink struct {
+	rt    *sinkRuntime
+	w     Writer // nil until opened, and after parking its buffer
+	state []byte // state to open the next writer with
+	// done is the sequence number up to which every record is durable
+	// for this sink (delivered, parked, or done before this lease).
+	done string
+	// outstanding are records given to the writer and not yet durable, in
+	// order: what is parked if the sink fails for good.
+	outstanding []Record
+}
+
+var _ kcl.IRecordProcessor = (*RecordProcessor)(nil)
+
+// Initialize starts the processor for a shard: it loads the shard's
+// progress so each sink skips what it already made durable.
+func (p *RecordProcessor) Initialize(in *kcl.InitializationInput) {
+	p.shard = in.ShardId
+	p.log = p.f.log.With(zap.String("shard", p.shard))
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.f.register(p)
+	p.f.metrics.leases.Inc()
+
+	var prog Progress
+	err := p.retry(func(ctx context.Context) error {
+		var err error
+		prog, err = p.f.store.LoadProgress(ctx, p.shard)
+		return err
+	})
+	if err != nil {
+		p.log.Error("load progress; delivering from the checkpoint to every sink", zap.Error(err))
+	}
+	p.saved = prog
+	start := prog.Checkpoint
+	if in.ExtendedSequenceNumber != nil {
+		start = MaxSeq(start, aws.ToString(in.ExtendedSequenceNumber.SequenceNumber))
+	}
+	if start == shardEnd {
+		start = ""
+	}
+	p.lastSeq = start
+	for _, rt := range p.f.sinks {
+		ss := &shardSink{rt: rt, done: start}
+		if sp, ok := prog.Sinks[rt.name]; ok {
+			ss.done = MaxSeq(ss.done, sp.Watermark)
+			ss.state = sp.State
+		}
+		p.sinks = append(p.sinks, ss)
+	}
+	p.lastSave = time.Now()
+	p.log.Info("shard processor started", zap.String("checkpoint", prog.Checkpoint))
+}
+
+const shardEnd = "SHARD_END"
+
+// ProcessRecords delivers one batch. It returns only when every sink has
+// accepted or parked the batch, so the KCL reads on at the pace of the
+// slowest healthy sink; an unhealthy one is parked instead of waited for.
+func (p *RecordProcessor) ProcessRecords(in *kcl.ProcessRecordsInput) {
+	if p.isClosed() {
+		return
+	}
+	start := time.Now()
+	recs := p.decode(in.Records)
+	if p.isClosed() {
+		return
+	}
+	if n := len(in.Records); n > 0 {
+		p.lastSeq = MaxSeq(p.lastSeq, aws.ToString(in.Records[n-1].SequenceNumber))
+	}
+	p.fanOut(recs, false)
+	p.checkpoint(false)
+	p.f.metrics.batchDuration.Observe(time.Since(start).Seconds())
+	p.f.metrics.behind.WithLabelValues(p.shard).Set(float64(in.MillisBehindLatest) / 1000)
+}
+
+// Shutdown flushes every sink and writes the final progress. At shard end
+// it then checkpoints SHARD_END, without which the library would lease
+// the closed shard again forever and its children would never start.
+func (p *RecordProcessor) Shutdown(in *kcl.ShutdownInput) {
+	defer p.close("shutdown")
+	if p.isClosed() {
+		return
+	}
+	p.log.Info("shard processor shutting down", zap.String("reason", shutdownReason(in.ShutdownReason)))
+	p.fanOut(nil, true)
+	if !p.checkpoint(true) {
+		return
+	}
+	if in.ShutdownReason != kcl.TERMINATE || in.Checkpointer == nil {
+		return
+	}
+	for _, ss := range p.sinks {
+		if len(ss.outstanding) > 0 {
+			p.log.Error("shard end with undelivered records; not checkpointing SHARD_END", zap.String("sink", ss.rt.name))
+			return
+		}
+	}
+	err := p.retry(func(context.Context) error { return in.Checkpointer.Checkpoint(nil) })
+	if err != nil {
+		p.log.Error("checkpoint shard end", zap.Error(err))
+		return
+	}
+	p.log.Info("shard end checkpointed")
+}
+
+func shutdownReason(r kcl.ShutdownReason) string {
+	switch r {
+	case kcl.TERMINATE:
+		return "shard end"
+	case kcl.REQUESTED:
+		return "shutdown requested"
+	}
+	return "zombie"
+}
+
+func (p *RecordProcessor) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+// close drops all sink state without delivering it: the lease is lost or
+// the processor is done. Records not yet durable are replayed from the
+// checkpoint by whoever holds the lease next.
+func (p *RecordProcessor) close(why string) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.mu.Unlock()
+	if p.cancel != nil {
+		p.cancel()
+	}
+	for _, ss := range p.sinks {
+		if ss.w != nil {
+			_ = ss.w.Close()
+			ss.w = nil
+		}
+	}
+	p.f.unregister(p)
+	p.f.metrics.leases.Dec()
+	p.f.metrics.behind.DeleteLabelValues(p.shard)
+	if p.log != nil {
+		p.log.Info("shard processor closed", zap.String("why", why))
+	}
+}
+
+// decode turns Kinesis records into Records. A record that does not decode
+// is parked with its reason and never reaches a sink; the shard goes on.
+func (p *RecordProcessor) decode(in []types.Record) []Record {
+	out := make([]Record, 0, len(in))
+	for _, kr := range in {
+		seq := aws.ToString(kr.SequenceNumber)
+		r := Record{SequenceNumber: seq, ArrivalTime: aws.ToTime(kr.ApproximateArrivalTimestamp)}
+		raws, err := p.f.dec.Decode(kr.Data)
+		if err == nil {
+			r.Raw = raws
+			r.Events = make([]*event.Event, len(raws))
+			for i, raw := range raws {
+				if r.Events[i], err = event.Parse(raw); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			p.f.metrics.decodeFailures.Inc()
+			p.log.Warn("parking undecodable record", zap.String("seq", seq), zap.Error(err))
+			p.park(Letter{
+				Sink: DecodeSink, Reason: ReasonDecode, Error: err.Error(),
+				FirstSeq: seq, LastSeq: seq,
+				Entries: []LetterEntry{{SequenceNumber: seq, Data: kr.Data, Error: err.Error()}},
+			})
+			continue
+		}
+		p.f.metrics.events.Add(float64(len(r.Events)))
+		out = append(out, r)
+	}
+	p.f.metrics.records.Add(float64(len(in)))
+	return out
+}
+
+// fanOut hands recs to every sink concurrently and waits for all. With
+// flush, every sink is then flushed.
+func (p *RecordProcessor) fanOut(recs []Record, flush bool) {
+	var wg sync.WaitGroup
+	for _, ss := range p.sinks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.deliver(ss, recs, flush)
+		}()
+	}
+	wg.Wait()
+	// A sink with nothing outstanding is done with everything received,
+	// including records skipped or parked before reaching it.
+	for _, ss := range p.sinks {
+		if len(ss.outstanding) == 0 {
+			ss.done = MaxSeq(ss.done, p.lastSeq)
+		}
+	}
+}
+
+// deliver gives one sink the records it has not made durable yet.
+func (p *RecordProcessor) deliver(ss *shardSink, recs []Record, flush bool) {
+	// Skip what this sink made durable under an earlier lease: a replay
+	// from the checkpoint reaches only the sinks that had not finished.
+	i := 0
+	for i < len(recs) && CompareSeq(recs[i].SequenceNumber, ss.done) <= 0 {
+		i++
+	}
+	recs = recs[i:]
+
+	if ss.rt.breaker.open() && (len(recs) > 0 || len(ss.outstanding) > 0) {
+		p.parkSink(ss, recs, ReasonBreakerOpen, errBreakerOpen)
+		return
+	}
+	// Write even an empty batch: it is the tick that lets a buffering
+	// sink flush by age while the stream is idle.
+	if err := p.call(ss, recs, func(ctx context.Context, w Writer) error { return w.Write(ctx, recs) }); err != nil {
+		p.parkSink(ss, recs, reasonOf(err), err)
+		return
+	}
+	ss.outstanding = append(ss.outstanding, recs...)
+	if flush && len(ss.outstanding) > 0 {
+		if err := p.call(ss, nil, func(ctx context.Context, w Writer) error { return w.Flush(ctx) }); err != nil {
+			p.parkSink(ss, nil, reasonOf(err), err)
+			return
+		}
+	}
+	p.settle(ss)
+}
+
+// call runs one writer operation through the sink's breaker, with the
+// call timeout, retrying transient failures with capped exponential
+// backoff (honouring Retry-After) within the retry budget. A
+// *PartialError's failed events are parked and count as success.
+func (p *RecordProcessor) call(ss *shardSink, recs []Record, op func(context.Context, Writer) error) error {
+	budget := time.Now().Add(p.f.cfg.RetryBudget)
+	for attempt := 0; ; attempt++ {
+		if ss.w == nil {
+			if err := p.open(ss); err != nil {
+				return err
+			}
+		}
+		err := ss.rt.breaker.do(func() error {
+			ctx, cancel := context.WithTimeout(p.ctx, p.f.cfg.CallTimeout)
+			defer cancel()
+			start := time.Now()
+			err := op(ctx, ss.w)
+			p.f.metrics.callDuration.WithLabelValues(ss.rt.name).Observe(time.Since(start).Seconds())
+			return err
+		})
+		var pe *PartialError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &pe):
+			p.parkFailed(ss, pe)
+			return nil
+		case errors.Is(err, errBreakerOpen), IsPermanent(err), p.ctx.Err() != nil:
+			return err
+		}
+		p.f.metrics.sinkErrors.WithLabelValues(ss.rt.name).Inc()
+		wait := p.backoff(attempt, RetryAfterOf(err))
+		if time.Now().Add(wait).After(budget) {
+			return &exhaustedError{err}
+		}
+		p.log.Warn("sink call failed, retrying", zap.String("sink", ss.rt.name), zap.Int("attempt", attempt+1), zap.Duration("wait", wait), zap.Error(err))
+		select {
+		case <-time.After(wait):
+		case <-p.ctx.Done():
+			return p.ctx.Err()
+		}
+	}
+}
+
+type exhaustedError struct{ err error }
+
+func (e *exhaustedError) Error() string { return "retries exhausted: " + e.err.Error() }
+func (e *exhaustedError) Unwrap() error { return e.err }
+
+func reasonOf(err error) string {
+	var ee *exhaustedError
+	switch {
+	case errors.Is(err, errBreakerOpen):
+		return ReasonBreakerOpen
+	case IsPermanent(err):
+		return ReasonPermanent
+	case errors.As(err, &ee):
+		return ReasonRetriesExhausted
+	}
+	return ReasonRetriesExhausted
+}
+
+func (p *RecordProcessor) open(ss *shardSink) error {
+	ctx, cancel := context.WithTimeout(p.ctx, p.f.cfg.CallTimeout)
+	defer cancel()
+	w, err := ss.rt.sink.Open(ctx, Shard{
+		Stream: p.f.cfg.Stream, ID: p.shard, Worker: p.f.cfg.WorkerID,
+		State: ss.state, Saver: &sinkStateSaver{p: p, sink: ss.rt.name},
+	})
+	if err != nil {
+		return err
+	}
+	ss.w = w
+	return nil
+}
+
+// settle moves the sink's watermark past what its writer made durable.
+func (p *RecordProcessor) settle(ss *shardSink) {
+	if ss.w == nil {
+		return
+	}
+	d := ss.w.Durable()
+	if d == "" {
+		return
+	}
+	n, events := 0, 0
+	for n < len(ss.outstanding) && CompareSeq(ss.outstanding[n].SequenceNumber, d) <= 0 {
+		events += len(ss.outstanding[n].Events)
+		n++
+	}
+	ss.outstanding = ss.outstanding[n:]
+	ss.done = MaxSeq(ss.done, d)
+	p.f.metrics.delivered.WithLabelValues(ss.rt.name).Add(float64(events))
+}
+
+// parkSink parks recs and everything the sink had not made durable, then
+// drops its writer: the sink starts afresh after the parked records, so
+// nothing is both parked and delivered from the same buffer.
+func (p *RecordProcessor) parkSink(ss *shardSink, recs []Record, reason string, cause error) {
+	if p.ctx.Err() != nil {
+		return // shutting down or lease lost: the next lease replays
+	}
+	all := append(append([]Record(nil), ss.outstanding...), recs...)
+	if len(all) > 0 {
+		l := Letter{Sink: ss.rt.name, Reason: reason, Error: cause.Error(), FirstSeq: all[0].SequenceNumber, LastSeq: all[len(all)-1].SequenceNumber}
+		for _, r := range all {
+			for i := range r.Events {
+				l.Entries = append(l.Entries, LetterEntry{SequenceNumber: r.SequenceNumber, Event: r.Raw[i]})
+			}
+		}
+		if !p.park(l) {
+			return
+		}
+		p.f.metrics.parked.WithLabelValues(ss.rt.name, reason).Add(float64(len(l.Entries)))
+		p.log.Warn("parked records", zap.String("sink", ss.rt.name), zap.String("reason", reason),
+			zap.Int("events", len(l.Entries)), zap.String("first_seq", l.FirstSeq), zap.String("last_seq", l.LastSeq), zap.Error(cause))
+		ss.done = MaxSeq(ss.done, l.LastSeq)
+	}
+	ss.outstanding = nil
+	if ss.w != nil {
+		_ = ss.w.Close()
+		ss.w = nil
+	}
+}
+
+// parkFailed parks the events a sink can never take; the rest of their
+// records was accepted.
+func (p *RecordProcessor) parkFailed(ss *shardSink, pe *PartialError) {
+	if len(pe.Failed) == 0 {
+		return
+	}
+	l := Letter{Sink: ss.rt.name, Reason: ReasonPermanent, Error: pe.Failed[0].Err.Error()}
+	for _, f := range pe.Failed {
+		seq := f.Record.SequenceNumber
+		if l.FirstSeq == "" || CompareSeq(seq, l.FirstSeq) < 0 {
+			l.FirstSeq = seq
+		}
+		l.LastSeq = MaxSeq(l.LastSeq, seq)
+		l.Entries = append(l.Entries, LetterEntry{SequenceNumber: seq, Event: f.Record.Raw[f.Index], Error: f.Err.Error()})
+	}
+	if p.park(l) {
+		p.f.metrics.parked.WithLabelValues(ss.rt.name, ReasonPermanent).Add(float64(len(l.Entries)))
+	}
+}
+
+// park stores a letter, retrying until it is stored or the processor is
+// closed: parked data is the only copy once the checkpoint moves on, so
+// the shard waits for the dead-letter store rather than lose it.
+func (p *RecordProcessor) park(l Letter) bool {
+	l.Stream, l.Shard, l.ParkedAt = p.f.cfg.Stream, p.shard, time.Now().UTC()
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(p.ctx, p.f.cfg.CallTimeout)
+		err := p.f.dlq.Park(ctx, l)
+		cancel()
+		if err == nil {
+			return true
+		}
+		if p.ctx.Err() != nil {
+			return false
+		}
+		wait := p.backoff(attempt, 0)
+		p.log.Error("park records failed, retrying", zap.String("sink", l.Sink), zap.Duration("wait", wait), zap.Error(err))
+		select {
+		case <-time.After(wait):
+		case <-p.ctx.Done():
+			return false
+		}
+	}
+}
+
+// checkpoint writes the shard's progress when it moved and the interval
+// passed (always with force). It returns false if the lease is lost.
+func (p *RecordProcessor) checkpoint(force bool) bool {
+	if p.isClosed() {
+		return false
+	}
+	prog := Progress{Sinks: make(map[string]SinkProgress, len(p.sinks))}
+	changed := false
+	for i, ss := range p.sinks {
+		if i == 0 {
+			prog.Checkpoint = ss.done
+		} else {
+			prog.Checkpoint = MinSeq(prog.Checkpoint, ss.done)
+		}
+		sp := SinkProgress{Watermark: ss.done}
+		if saver, ok := ss.w.(StateSaver); ok {
+			sp.State = saver.PendingState()
+		}
+		if old := p.saved.Sinks[ss.rt.name]; old.Watermark != sp.Watermark || sp.State != nil {
+			changed = true
+		}
+		prog.Sinks[ss.rt.name] = sp
+	}
+	if len(p.sinks) == 0 {
+		prog.Checkpoint = p.lastSeq
+	}
+	if CompareSeq(prog.Checkpoint, p.saved.Checkpoint) <= 0 {
+		prog.Checkpoint = "" // never move the checkpoint back
+	} else {
+		changed = true
+	}
+	if !changed || (!force && time.Since(p.lastSave) < p.f.cfg.CheckpointInterval) {
+		return true
+	}
+	err := p.retry(func(ctx context.Context) error { return p.f.store.SaveProgress(ctx, p.shard, prog) })
+	if errors.Is(err, ErrLeaseLost) {
+		p.log.Warn("lease lost; dropping sink state", zap.Error(err))
+		p.close("lease lost")
+		return false
+	}
+	if err != nil {
+		p.log.Error("save progress", zap.Error(err))
+		return !p.isClosed()
+	}
+	if prog.Checkpoint != "" {
+		p.saved.Checkpoint = prog.Checkpoint
+	}
+	p.saved.Sinks = prog.Sinks
+	p.lastSave = time.Now()
+	p.f.metrics.checkpoints.Inc()
+	return true
+}
+
+// retry runs a lease-table call a few times: these are cheap and their
+// failures usually brief. ErrLeaseLost is final.
+func (p *RecordProcessor) retry(f func(context.Context) error) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		ctx, cancel := context.WithTimeout(p.ctx, p.f.cfg.CallTimeout)
+		err = f(ctx)
+		cancel()
+		if err == nil || errors.Is(err, ErrLeaseLost) || p.ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-time.After(p.backoff(attempt, 0)):
+		case <-p.ctx.Done():
+			return p.ctx.Err()
+		}
+	}
+	return err
+}
+
+// backoff returns the wait before retry attempt+1: capped exponential
+// with full jitter, and never less than the server's Retry-After.
+func (p *RecordProcessor) backoff(attempt int, retryAfter time.Duration) time.Duration {
+	d := p.f.cfg.MinBackoff << min(attempt, 20)
+	if d > p.f.cfg.MaxBackoff || d <= 0 {
+		d = p.f.cfg.MaxBackoff
+	}
+	d = d/2 + rand.N(d/2+1)
+	return max(d, retryAfter)
+}
+
+// sinkStateSaver is the StateWriter a writer gets in its Shard.
+type sinkStateSaver struct {
+	p    *RecordProcessor
+	sink string
+}
+
+func (s *sinkStateSaver) SaveState(ctx context.Context, state []byte) error {
+	if s.p.isClosed() {
+		return ErrLeaseLost
+	}
+	return s.p.f.store.SaveSinkState(ctx, s.p.shard, s.sink, state)
+}
