@@ -75,7 +75,9 @@ type Config struct {
 	// only names). Required.
 	Stream string
 	// WorkerID identifies this worker as a lease holder; it must be the
-	// library's WorkerID. Required.
+	// library's WorkerID, and unique among running processes: a process
+	// started with the ID of one that died takes over its unexpired leases
+	// at once (fencing the old one out). Required.
 	WorkerID string
 	// LeaseDuration is how long a lease lasts after each acquisition or
 	// renewal. It must equal the library's FailoverTimeMillis. Default
@@ -108,7 +110,7 @@ type Checkpointer struct {
 	log    *zap.Logger
 
 	mu     sync.Mutex
-	tokens map[string]string // shard ID → LeaseToken of the lease we hold
+	tokens map[string]held // by shard ID: leases we acquired and not released
 
 	listMu    sync.Mutex // serialises ListShards refreshes
 	listing   map[string]shardInfo
@@ -170,7 +172,7 @@ func New(db DynamoDBAPI, shards ShardLister, cfg Config, log *zap.Logger) (*Chec
 		shards: shards,
 		cfg:    cfg,
 		log:    log.With(zap.String("table", cfg.Table), zap.String("worker", cfg.WorkerID)),
-		tokens: make(map[string]string),
+		tokens: make(map[string]held),
 	}, nil
 }
 
@@ -180,26 +182,50 @@ func (c *Checkpointer) callCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), c.cfg.CallTimeout)
 }
 
-// token returns the lease token held for shard, or "" if none.
-func (c *Checkpointer) token(shard string) string {
+// held is what a Checkpointer remembers of a lease it acquired.
+type held struct {
+	// token is the LeaseToken written by our acquisition.
+	token string
+	// lost is set when a fenced write or renewal found the row no longer
+	// carrying token. The entry stays until RemoveLeaseOwner, so that
+	// every later GetLease from the same consumer fails: the library uses
+	// one call for renewal and acquisition, and a consumer that lost its
+	// lease must end rather than silently take the shard again (it may
+	// have missed what another worker checkpointed meanwhile).
+	lost bool
+}
+
+// lease returns what we hold for shard, if anything.
+func (c *Checkpointer) lease(shard string) (held, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.tokens[shard]
+	h, ok := c.tokens[shard]
+	return h, ok
 }
 
 func (c *Checkpointer) setToken(shard, tok string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.tokens[shard] = tok
+	c.tokens[shard] = held{token: tok}
 }
 
-// dropToken forgets shard's token if it is still tok (or unconditionally
-// when tok is ""), so that a failure seen by an old lease cannot erase the
-// token of a newer acquisition.
-func (c *Checkpointer) dropToken(shard, tok string) {
+// markLost records that the lease with token tok on shard is lost, unless
+// a newer acquisition replaced it.
+func (c *Checkpointer) markLost(shard, tok string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if tok == "" || c.tokens[shard] == tok {
+	if h, ok := c.tokens[shard]; ok && h.token == tok {
+		c.tokens[shard] = held{token: tok, lost: true}
+	}
+}
+
+// forget drops shard's entry if its token is still tok (or unconditionally
+// when tok is ""), so that an old lease's release cannot erase a newer
+// acquisition.
+func (c *Checkpointer) forget(shard, tok string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if h, ok := c.tokens[shard]; ok && (tok == "" || h.token == tok) {
 		delete(c.tokens, shard)
 	}
 }

@@ -13,6 +13,12 @@
 //     can no longer move the checkpoint or the sink watermarks: its write
 //     fails with an error wrapping processor.ErrLeaseLost and changes
 //     nothing.
+//   - No silent re-acquisition. The library uses GetLease both to acquire
+//     and to renew. Once a renewal or fenced write finds the lease lost,
+//     GetLease keeps refusing the shard until the consumer exits and
+//     RemoveLeaseOwner runs, so a consumer that missed another worker's
+//     progress cannot carry on under a fresh lease (defect 5: the library
+//     never tells the processor it lost the lease).
 //   - Counter-fenced acquisition (§3.2, KCL 2.x's lease counter). Every
 //     acquisition and renewal increments LeaseCounter; an acquisition is
 //     conditioned on the counter it observed, so of two workers racing for
@@ -34,7 +40,10 @@
 //   - FetchCheckpoint returns nil with an empty Checkpoint for a row that
 //     exists without one (§4.2), instead of ErrSequenceIDNotFound, which the
 //     library takes for "parent deleted". It also loads ClaimRequest
-//     (defect 6, v1#100).
+//     (defect 6, v1#100), and reports AssignedTo as "" for a row naming
+//     our WorkerID that this process does not hold (left by an earlier
+//     process with the same ID): the library skips shards it thinks it
+//     owns, so one failed GetLease would otherwise strand the shard.
 //   - Consistent reads everywhere, and a paginated consistent Scan in
 //     Leases (defect 6, §3.3).
 //   - Init creates the table PAY_PER_REQUEST (defect 8, §3.7), waits until

@@ -1,7 +1,6 @@
 package checkpoint
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -52,33 +51,31 @@ func (c *Checkpointer) listShards(fresh bool) (map[string]shardInfo, error) {
 	return listing, nil
 }
 
-// parentsOf returns the parents of shardID (none, one, or two for a
-// merge) and the listing they were checked against. A shard missing from
-// a cached listing may be newer than the listing, so it is listed again
-// before falling back to the parent the library knows (fallback).
-func (c *Checkpointer) parentsOf(ctx context.Context, shardID, fallback string) ([]string, map[string]shardInfo, error) {
-	listing, err := c.listShards(false)
-	if err != nil {
-		return nil, nil, err
+// lookupShard returns shardID's entry in the stream listing, and the
+// listing. A shard missing from a cached listing may be newer than the
+// listing, so the stream is listed again before ok is false.
+func (c *Checkpointer) lookupShard(shardID string) (info shardInfo, listing map[string]shardInfo, ok bool, err error) {
+	if listing, err = c.listShards(false); err != nil {
+		return shardInfo{}, nil, false, err
 	}
-	info, ok := listing[shardID]
-	if !ok {
-		if listing, err = c.listShards(true); err != nil {
-			return nil, nil, err
-		}
-		info, ok = listing[shardID]
+	if info, ok = listing[shardID]; ok {
+		return info, listing, true, nil
 	}
-	if !ok {
-		// The shard itself has aged out (or was never in this stream);
-		// the library deletes its row on its next shard sync. Check the
-		// parent it knows about anyway.
-		info = shardInfo{parent: fallback}
+	if listing, err = c.listShards(true); err != nil {
+		return shardInfo{}, nil, false, err
 	}
-	var parents []string
-	for _, p := range []string{info.parent, info.adjacentParent} {
+	info, ok = listing[shardID]
+	return info, listing, ok, nil
+}
+
+// parents returns the shard's parents: none, one after a split, two after
+// a merge.
+func (i shardInfo) parents() []string {
+	var ps []string
+	for _, p := range []string{i.parent, i.adjacentParent} {
 		if p != "" {
-			parents = append(parents, p)
+			ps = append(ps, p)
 		}
 	}
-	return parents, listing, nil
+	return ps
 }

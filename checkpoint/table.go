@@ -102,7 +102,9 @@ func (c *Checkpointer) createTable(ctx context.Context) error {
 
 // waitActive polls DescribeTable until the table is ACTIVE. A
 // ResourceNotFoundException right after CreateTable is expected
-// (DescribeTable is eventually consistent) and keeps it waiting.
+// (DescribeTable is eventually consistent); it creates the table again,
+// which is answered ResourceInUseException while the first creation is
+// under way, and covers a table that was DELETING when first described.
 func (c *Checkpointer) waitActive(ctx context.Context) error {
 	delay := tablePollMin
 	for {
@@ -110,6 +112,9 @@ func (c *Checkpointer) waitActive(ctx context.Context) error {
 		var notFound *types.ResourceNotFoundException
 		switch {
 		case errors.As(err, &notFound):
+			if err := c.createTable(ctx); err != nil {
+				return err
+			}
 		case err != nil:
 			return err
 		default:

@@ -67,8 +67,8 @@ type S3API interface {
 }
 
 var (
-	_ S3API                   = (*s3.Client)(nil)
-	_ processor.DeadLetters   = (*Store)(nil)
+	_ S3API                     = (*s3.Client)(nil)
+	_ processor.DeadLetters     = (*Store)(nil)
 	_ s3.ListObjectsV2APIClient = S3API(nil)
 )
 

@@ -1,7 +1,9 @@
 // Command worker consumes the event stream. Subcommands:
 //
+//	worker run    lease shards and deliver events to the sinks
 //	worker tail   print the stream's events as NDJSON, decoded from our
 //	              record format (or plain JSON records)
+//	worker replay re-drive parked records into their sink
 package main
 
 import (
@@ -15,7 +17,9 @@ import (
 const usage = `usage: worker <command> [flags]
 
 commands:
-  tail   print the events in the stream as NDJSON
+  run      lease shards and deliver events to every configured sink
+  tail     print the events in the stream as NDJSON
+  replay   re-drive parked records of one sink from the dead-letter store
 `
 
 func main() {
@@ -27,6 +31,10 @@ func main() {
 	defer stop()
 	var err error
 	switch cmd := os.Args[1]; cmd {
+	case "run":
+		err = runWorker(os.Args[2:], os.Getenv)
+	case "replay":
+		err = runReplay(ctx, os.Args[2:], os.Getenv)
 	case "tail":
 		err = runTail(ctx, os.Args[2:], os.Getenv, os.Stdout)
 	case "-h", "-help", "--help", "help":

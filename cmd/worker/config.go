@@ -1,0 +1,128 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+// runConfig is every setting of `worker run`. Each is a flag whose default
+// comes from the environment variable named in its usage, so that the Helm
+// chart configures the binary through env alone. The README lists them all.
+type runConfig struct {
+	Stream          string
+	Region          string
+	App             string
+	LeaseTable      string
+	WorkerID        string
+	HealthAddr      string
+	MetricsAddr     string
+	ShardSync       time.Duration
+	LeaseDuration   time.Duration
+	LeaseRefresh    time.Duration
+	MaxRecords      int
+	IdleTime        time.Duration
+	SinkTimeout     time.Duration
+	RetryBudget     time.Duration
+	BreakerFailures int
+	BreakerOpen     time.Duration
+	ShutdownTimeout time.Duration
+	DeadLetterBkt   string
+	DeadLetterPfx   string
+	FileSinkPath    string
+	LogLevel        string
+
+	// EnvVars lists every environment variable read, for the chart tests.
+	EnvVars []string
+}
+
+// Defaults chosen for failover speed: the library takes one lease per
+// shard-sync tick per worker (kcl-v1.0.0.md §3.1), so the tick is short;
+// the lease outlives three renewals.
+const (
+	defaultShardSync     = time.Second
+	defaultLeaseDuration = 8 * time.Second
+	defaultLeaseRefresh  = 2500 * time.Millisecond
+)
+
+func loadRunConfig(args []string, getenv func(string) string) (runConfig, error) {
+	var c runConfig
+	fs := flag.NewFlagSet("worker run", flag.ContinueOnError)
+	var errs []error
+	str := func(p *string, name, env, def, usage string) {
+		c.EnvVars = append(c.EnvVars, env)
+		v := getenv(env)
+		if v == "" {
+			v = def
+		}
+		fs.StringVar(p, name, v, usage+" ($"+env+")")
+	}
+	num := func(p *int, name, env string, def int, usage string) {
+		c.EnvVars = append(c.EnvVars, env)
+		v := def
+		if s := getenv(env); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("parse $%s: %w", env, err))
+			}
+			v = n
+		}
+		fs.IntVar(p, name, v, usage+" ($"+env+")")
+	}
+	dur := func(p *time.Duration, name, env string, def time.Duration, usage string) {
+		c.EnvVars = append(c.EnvVars, env)
+		v := def
+		if s := getenv(env); s != "" {
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("parse $%s: %w", env, err))
+			}
+			v = d
+		}
+		fs.DurationVar(p, name, v, usage+" ($"+env+")")
+	}
+	host, _ := os.Hostname()
+	str(&c.Stream, "stream", "KINESIS_STREAM", "", "Kinesis stream name (required)")
+	str(&c.Region, "region", "AWS_REGION", "us-east-1", "AWS region")
+	str(&c.App, "app", "WORKER_APP", "telemetry-worker", "application name: workers with the same name share the stream's shards")
+	str(&c.LeaseTable, "lease-table", "WORKER_LEASE_TABLE", "", "DynamoDB lease table (default: the application name), created if missing")
+	str(&c.WorkerID, "worker-id", "WORKER_ID", "", "lease owner ID (default: hostname and a random suffix)")
+	str(&c.HealthAddr, "health-addr", "WORKER_HEALTH_ADDR", ":8081", "address of /healthz and /readyz")
+	str(&c.MetricsAddr, "metrics-addr", "WORKER_METRICS_ADDR", ":9091", "address of /metrics")
+	dur(&c.ShardSync, "shard-sync", "WORKER_SHARD_SYNC_INTERVAL", defaultShardSync, "how often the worker lists shards and takes a free lease (one per tick)")
+	dur(&c.LeaseDuration, "lease-duration", "WORKER_LEASE_DURATION", defaultLeaseDuration, "lease lifetime: a dead worker's shards are taken over after it")
+	dur(&c.LeaseRefresh, "lease-refresh", "WORKER_LEASE_REFRESH", defaultLeaseRefresh, "how often held leases are renewed")
+	num(&c.MaxRecords, "max-records", "WORKER_MAX_RECORDS", 10000, "records per GetRecords call")
+	dur(&c.IdleTime, "idle-time", "WORKER_IDLE_TIME", time.Second, "wait between polls of an idle shard")
+	dur(&c.SinkTimeout, "sink-timeout", "WORKER_SINK_TIMEOUT", 30*time.Second, "timeout of one sink call")
+	dur(&c.RetryBudget, "retry-budget", "WORKER_RETRY_BUDGET", 60*time.Second, "retry time per batch and sink before its records are parked")
+	num(&c.BreakerFailures, "breaker-failures", "WORKER_BREAKER_FAILURES", 5, "consecutive transient failures that open a sink's breaker")
+	dur(&c.BreakerOpen, "breaker-open", "WORKER_BREAKER_OPEN_TIMEOUT", 30*time.Second, "how long an open breaker waits before a probe")
+	dur(&c.ShutdownTimeout, "shutdown-timeout", "WORKER_SHUTDOWN_TIMEOUT", 25*time.Second, "on SIGTERM, time to flush sinks, checkpoint and release leases")
+	str(&c.DeadLetterBkt, "dead-letter-bucket", "DEADLETTER_BUCKET", "", "S3 bucket of the dead-letter store (required)")
+	str(&c.DeadLetterPfx, "dead-letter-prefix", "DEADLETTER_PREFIX", "deadletter/", "key prefix of the dead-letter store")
+	str(&c.FileSinkPath, "file-sink", "SINK_FILE_PATH", "", "append every event as NDJSON to this file (- for stdout); empty: off")
+	str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if c.Stream == "" {
+		errs = append(errs, errors.New("KINESIS_STREAM (-stream) is required"))
+	}
+	if c.DeadLetterBkt == "" {
+		errs = append(errs, errors.New("DEADLETTER_BUCKET (-dead-letter-bucket) is required: parked records need a home"))
+	}
+	if c.LeaseTable == "" {
+		c.LeaseTable = c.App
+	}
+	if c.WorkerID == "" {
+		c.WorkerID = fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano()%100000)
+	}
+	if c.LeaseRefresh >= c.LeaseDuration {
+		errs = append(errs, errors.New("WORKER_LEASE_REFRESH must be shorter than WORKER_LEASE_DURATION"))
+	}
+	return c, errors.Join(errs...)
+}

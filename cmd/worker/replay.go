@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/buildtelemetry/pipeline/deadletter"
+)
+
+// runReplay is `worker replay -sink NAME [-reason R] [run flags]`: it
+// re-drives the parked letters of one sink into it, deleting each letter
+// only once the sink made its events durable. It uses the same settings
+// as `worker run`, so the sink is configured exactly as in production.
+func runReplay(ctx context.Context, args []string, getenv func(string) string) error {
+	fs := flag.NewFlagSet("worker replay", flag.ContinueOnError)
+	sinkName := fs.String("sink", "", "sink whose parked letters to re-drive (required)")
+	reason := fs.String("reason", "", "only letters parked for this reason (breaker-open, permanent, retries-exhausted); empty: all")
+	stopOnError := fs.Bool("stop-on-error", true, "stop at the first letter that fails (the sink is probably still down)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *sinkName == "" {
+		return errors.New("replay: -sink is required")
+	}
+	cfg, err := loadRunConfig(fs.Args(), getenv)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	clients, err := newAWSClients(ctx, cfg.Region, getenv)
+	if err != nil {
+		return err
+	}
+	store, err := deadletter.New(clients.s3, deadletter.Config{Bucket: cfg.DeadLetterBkt, Prefix: cfg.DeadLetterPfx})
+	if err != nil {
+		return err
+	}
+	sinks, closeSinks, err := buildSinks(ctx, cfg, clients, log)
+	if err != nil {
+		return err
+	}
+	defer closeSinks()
+	for _, s := range sinks {
+		if s.Name() != *sinkName {
+			continue
+		}
+		stats, err := deadletter.Replay(ctx, store, s, deadletter.ReplayOptions{
+			Reason: *reason, StopOnError: *stopOnError,
+			OnLetter: func(r deadletter.LetterResult) {
+				if r.Err != nil {
+					log.Error("replay letter failed; it stays parked", zap.String("key", r.Key), zap.Error(r.Err))
+				}
+			},
+		})
+		fmt.Printf("replayed %d letters, %d events into %s; %d letters failed, %d entries kept (not replayable), %d events rejected again\n",
+			stats.Letters, stats.Events, *sinkName, stats.Failed, stats.Skipped, stats.Rejected)
+		return err
+	}
+	return fmt.Errorf("replay: sink %q is not configured (see worker run's sink settings)", *sinkName)
+}

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	kclcfg "github.com/vmware/vmware-go-kcl-v2/clientlibrary/config"
+	kclworker "github.com/vmware/vmware-go-kcl-v2/clientlibrary/worker"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/buildtelemetry/pipeline/checkpoint"
+	"github.com/buildtelemetry/pipeline/deadletter"
+	"github.com/buildtelemetry/pipeline/internal/kcladapter"
+	"github.com/buildtelemetry/pipeline/processor"
+	"github.com/buildtelemetry/pipeline/sink/file"
+)
+
+// awsClients are the AWS clients of the worker, built once from the
+// default chain (IRSA in Kubernetes, AWS_ENDPOINT_URL_* locally).
+type awsClients struct {
+	cfg     aws.Config
+	kinesis *kinesis.Client
+	ddb     *dynamodb.Client
+	s3      *s3.Client
+}
+
+func newAWSClients(ctx context.Context, region string, getenv func(string) string) (*awsClients, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region))
+	if err != nil {
+		return nil, fmt.Errorf("load AWS config: %w", err)
+	}
+	// Emulators (and MinIO-likes) behind an endpoint override do not
+	// serve virtual-hosted bucket names.
+	pathStyle := getenv("AWS_ENDPOINT_URL_S3") != ""
+	return &awsClients{
+		cfg:     cfg,
+		kinesis: kinesis.NewFromConfig(cfg),
+		ddb:     dynamodb.NewFromConfig(cfg),
+		s3: s3.NewFromConfig(cfg, func(o *s3.Options) {
+			o.UsePathStyle = pathStyle
+			o.DisableLogOutputChecksumValidationSkipped = true
+		}),
+	}, nil
+}
+
+func newLogger(level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("parse LOG_LEVEL: %w", err)
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.EncoderConfig.TimeKey = "time"
+	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	return zc.Build()
+}
+
+// runWorker is `worker run`: lease shards and deliver their events to
+// every configured sink until SIGTERM.
+func runWorker(args []string, getenv func(string) string) error {
+	cfg, err := loadRunConfig(args, getenv)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	log = log.With(zap.String("worker", cfg.WorkerID))
+	ctx := context.Background()
+
+	clients, err := newAWSClients(ctx, cfg.Region, getenv)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	cp, err := checkpoint.New(clients.ddb, clients.kinesis, checkpoint.Config{
+		Table: cfg.LeaseTable, Stream: cfg.Stream, WorkerID: cfg.WorkerID, LeaseDuration: cfg.LeaseDuration,
+	}, log.Named("checkpoint"))
+	if err != nil {
+		return err
+	}
+	// Create the lease table before the library starts: two workers
+	// starting at once would otherwise race on CreateTable.
+	if err := cp.EnsureTable(ctx); err != nil {
+		return err
+	}
+	dlq, err := deadletter.New(clients.s3, deadletter.Config{Bucket: cfg.DeadLetterBkt, Prefix: cfg.DeadLetterPfx})
+	if err != nil {
+		return err
+	}
+	sinks, closeSinks, err := buildSinks(ctx, cfg, clients, log)
+	if err != nil {
+		return err
+	}
+	defer closeSinks()
+	factory, err := processor.NewFactory(processor.Config{
+		Stream: cfg.Stream, WorkerID: cfg.WorkerID,
+		CallTimeout: cfg.SinkTimeout, RetryBudget: cfg.RetryBudget,
+		Breaker:    processor.BreakerConfig{Failures: uint32(cfg.BreakerFailures), OpenTimeout: cfg.BreakerOpen},
+		Registerer: reg,
+	}, sinks, dlq, cp, log.Named("processor"))
+	if err != nil {
+		return err
+	}
+	kclMetrics, err := kcladapter.NewMetrics(reg, "worker")
+	if err != nil {
+		return err
+	}
+	kcladapter.RouteLogrus(log.Named("kcl"))
+
+	// The library's own credentials are unused: we hand it our clients.
+	kcfg := kclcfg.NewKinesisClientLibConfigWithCredential(cfg.App, cfg.Stream, cfg.Region, cfg.WorkerID,
+		credentials.NewStaticCredentialsProvider("unused", "unused", "")).
+		WithTableName(cfg.LeaseTable).
+		// TRIM_HORIZON everywhere: the library also uses this for child
+		// shards, which must start at their beginning (kcl-v1.0.0.md §3.4).
+		WithInitialPositionInStream(kclcfg.TRIM_HORIZON).
+		WithShardSyncIntervalMillis(int(cfg.ShardSync.Milliseconds())).
+		WithFailoverTimeMillis(int(cfg.LeaseDuration.Milliseconds())).
+		WithLeaseRefreshWaitTime(int(cfg.LeaseRefresh.Milliseconds())).
+		WithMaxRecords(cfg.MaxRecords).
+		WithIdleTimeBetweenReadsInMillis(int(cfg.IdleTime.Milliseconds())).
+		// Empty batches are the tick that lets buffering sinks flush by age.
+		WithCallProcessRecordsEvenForEmptyRecordList(true).
+		WithLeaseStealing(false).
+		WithLogger(kcladapter.NewLogger(log.Named("kcl"))).
+		WithMonitoringService(kclMetrics)
+	w := kclworker.NewWorker(factory, kcfg).WithKinesis(clients.kinesis).WithCheckpointer(cp)
+
+	var ready atomic.Bool
+	health, err := serveHealth(cfg.HealthAddr, &ready)
+	if err != nil {
+		return err
+	}
+	defer health.Close()
+	metrics, err := serveMetrics(cfg.MetricsAddr, reg)
+	if err != nil {
+		return err
+	}
+	defer metrics.Close()
+
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start KCL worker: %w", err)
+	}
+	ready.Store(true)
+	log.Info("worker started", zap.String("stream", cfg.Stream), zap.String("lease_table", cfg.LeaseTable),
+		zap.Int("sinks", len(sinks)), zap.String("health_addr", cfg.HealthAddr), zap.String("metrics_addr", cfg.MetricsAddr))
+
+	sigc := make(chan os.Signal, 2)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
+	sig := <-sigc
+	log.Info("shutting down", zap.String("signal", sig.String()))
+	ready.Store(false)
+	go func() {
+		<-sigc
+		log.Warn("second signal, exiting without a graceful shutdown")
+		os.Exit(1)
+	}()
+	// The library's Shutdown has no timeout: each shard finishes its
+	// batch, flushes its sinks, checkpoints and releases its lease.
+	done := make(chan struct{})
+	go func() {
+		w.Shutdown()
+		close(done)
+	}()
+	select {
+	case <-done:
+		log.Info("worker stopped: leases released")
+	case <-time.After(cfg.ShutdownTimeout):
+		log.Error("shutdown timed out; leases will expire instead", zap.Duration("timeout", cfg.ShutdownTimeout))
+	}
+	factory.Close()
+	return nil
+}
+
+// buildSinks creates every configured sink. Sinks without configuration
+// are off, and the log says so.
+func buildSinks(ctx context.Context, cfg runConfig, clients *awsClients, log *zap.Logger) ([]processor.Sink, func(), error) {
+	var sinks []processor.Sink
+	var closers []func() error
+	if cfg.FileSinkPath != "" {
+		fs, err := file.New(file.Config{Path: cfg.FileSinkPath})
+		if err != nil {
+			return nil, nil, err
+		}
+		sinks = append(sinks, fs)
+		closers = append(closers, fs.Close)
+		log.Info("sink on", zap.String("sink", fs.Name()), zap.String("path", cfg.FileSinkPath))
+	} else {
+		log.Info("sink off: SINK_FILE_PATH not set", zap.String("sink", "file"))
+	}
+	if len(sinks) == 0 {
+		log.Warn("no sink configured: events are read and checkpointed but go nowhere")
+	}
+	return sinks, func() {
+		for _, c := range closers {
+			_ = c()
+		}
+	}, nil
+}
+
+func serveHealth(addr string, ready *atomic.Bool) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	return listenAndServe(addr, mux)
+}
+
+func serveMetrics(addr string, reg *prometheus.Registry) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return listenAndServe(addr, mux)
+}
+
+func listenAndServe(addr string, h http.Handler) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintln(os.Stderr, "worker: serve:", err)
+		}
+	}()
+	return srv, nil
+}
