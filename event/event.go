@@ -133,6 +133,9 @@ func scalarString(v json.RawMessage) (string, bool) {
 	}
 	switch v[0] {
 	case '"':
+		if len(v) >= 2 && v[len(v)-1] == '"' && bytes.IndexByte(v[1:len(v)-1], '\\') < 0 && bytes.IndexByte(v[1:len(v)-1], '"') < 0 {
+			return string(v[1 : len(v)-1]), true
+		}
 		var s string
 		if json.Unmarshal(v, &s) != nil {
 			return "", false
@@ -219,6 +222,11 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	if fields == nil {
 		return fmt.Errorf("decode event: not an object")
 	}
+	return e.setFields(fields)
+}
+
+// setFields fills the event from its decoded top-level fields.
+func (e *Event) setFields(fields map[string]json.RawMessage) error {
 	*e = Event{fields: fields}
 	str := func(name string) string {
 		s, _ := scalarString(fields[name])

@@ -20,6 +20,7 @@ type metrics struct {
 	checkpoints    prometheus.Counter
 	leases         prometheus.Gauge
 	behind         *prometheus.GaugeVec
+	checkpointLag  *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -37,12 +38,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		checkpoints:    prometheus.NewCounter(prometheus.CounterOpts{Name: "worker_checkpoints_total", Help: "Progress writes to the lease table."}),
 		leases:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "worker_shard_processors", Help: "Shards this worker is processing (leases held)."}),
 		behind:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "worker_seconds_behind_latest", Help: "How far behind the tip of its shard the last batch was."}, []string{"shard"}),
+		checkpointLag:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "worker_checkpoint_lag_seconds", Help: "Age of the oldest received record the shard's checkpoint has not passed (0 when caught up)."}, []string{"shard"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.records, m.events, m.decodeFailures, m.delivered, m.parked, m.sinkErrors,
-		m.callDuration, m.breakerState, m.batchDuration, m.checkpoints, m.leases, m.behind} {
+		m.callDuration, m.breakerState, m.batchDuration, m.checkpoints, m.leases, m.behind, m.checkpointLag} {
 		if err := reg.Register(c); err != nil {
 			return nil, errors.Join(errors.New("register processor metrics"), err)
 		}

@@ -34,6 +34,14 @@ type RecordProcessor struct {
 	saved    Progress // what the lease row holds
 	lastSave time.Time
 	lastSeq  string // last sequence number received
+	// unsaved are the arrival times of received records beyond the
+	// saved checkpoint, oldest first: the checkpoint lag metric.
+	unsaved []seqTime
+}
+
+type seqTime struct {
+	seq string
+	at  time.Time
 }
 
 // shardSink is one sink's delivery state for this shard.
@@ -106,10 +114,16 @@ func (p *RecordProcessor) ProcessRecords(in *kcl.ProcessRecordsInput) {
 	}
 	if n := len(in.Records); n > 0 {
 		p.lastSeq = MaxSeq(p.lastSeq, aws.ToString(in.Records[n-1].SequenceNumber))
+		p.unsaved = append(p.unsaved, seqTime{p.lastSeq, aws.ToTime(in.Records[0].ApproximateArrivalTimestamp)})
 	}
 	p.fanOut(recs, false)
 	p.checkpoint(false)
 	p.f.metrics.batchDuration.Observe(time.Since(start).Seconds())
+	lag := 0.0
+	if len(p.unsaved) > 0 && !p.unsaved[0].at.IsZero() {
+		lag = time.Since(p.unsaved[0].at).Seconds()
+	}
+	p.f.metrics.checkpointLag.WithLabelValues(p.shard).Set(lag)
 	p.f.metrics.behind.WithLabelValues(p.shard).Set(float64(in.MillisBehindLatest) / 1000)
 }
 
@@ -182,6 +196,7 @@ func (p *RecordProcessor) close(why string) {
 	p.f.unregister(p)
 	p.f.metrics.leases.Dec()
 	p.f.metrics.behind.DeleteLabelValues(p.shard)
+	p.f.metrics.checkpointLag.DeleteLabelValues(p.shard)
 	if p.log != nil {
 		p.log.Info("shard processor closed", zap.String("why", why))
 	}
@@ -196,10 +211,16 @@ func (p *RecordProcessor) decode(in []types.Record) []Record {
 		r := Record{SequenceNumber: seq, ArrivalTime: aws.ToTime(kr.ApproximateArrivalTimestamp)}
 		raws, err := p.f.dec.Decode(kr.Data)
 		if err == nil {
+			// Our records hold events the gateway validated, under a
+			// verified checksum; other producers' JSON gets full parsing.
+			parse := event.Parse
+			if event.IsRecord(kr.Data) {
+				parse = event.ParseTrusted
+			}
 			r.Raw = raws
 			r.Events = make([]*event.Event, len(raws))
 			for i, raw := range raws {
-				if r.Events[i], err = event.Parse(raw); err != nil {
+				if r.Events[i], err = parse(raw); err != nil {
 					break
 				}
 			}
@@ -432,6 +453,13 @@ func (p *RecordProcessor) park(l Letter) bool {
 		if p.ctx.Err() != nil {
 			return false
 		}
+		if IsPermanent(err) {
+			// A letter the store can never take is a bug; retrying would
+			// hang the shard. The records stay unacknowledged instead, so
+			// the checkpoint does not pass them.
+			p.log.Error("park records failed for good", zap.String("sink", l.Sink), zap.Error(err))
+			return false
+		}
 		wait := p.backoff(attempt, 0)
 		p.log.Error("park records failed, retrying", zap.String("sink", l.Sink), zap.Duration("wait", wait), zap.Error(err))
 		select {
@@ -488,6 +516,11 @@ func (p *RecordProcessor) checkpoint(force bool) bool {
 	}
 	if prog.Checkpoint != "" {
 		p.saved.Checkpoint = prog.Checkpoint
+		n := 0
+		for n < len(p.unsaved) && CompareSeq(p.unsaved[n].seq, prog.Checkpoint) <= 0 {
+			n++
+		}
+		p.unsaved = p.unsaved[n:]
 	}
 	p.saved.Sinks = prog.Sinks
 	p.lastSave = time.Now()

@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -16,14 +18,24 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up of each load run")
 	flag.IntVar(&o.concurrency, "concurrency", 64, "concurrent clients of the single-event runs (a quarter of it for 100-event batches)")
 	flag.DurationVar(&o.linger, "linger", 0, "gateway group-commit linger (0: the default)")
+	flag.StringVar(&o.only, "only", "", "run only the groups named, comma-separated (gateway, processor, failover, s3, dynamodb, saas)")
 	flag.Parse()
 	ctx := context.Background()
-	figs, err := benchGateway(ctx, o)
-	for _, f := range figs {
-		fmt.Println(f)
+	failed := false
+	for _, g := range groups {
+		if o.only != "" && !slices.Contains(strings.Split(o.only, ","), g.name) {
+			continue
+		}
+		figs, err := g.run(ctx, o)
+		for _, f := range figs {
+			fmt.Println(f)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %s: %v\n", g.name, err)
+			failed = true
+		}
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
+	if failed {
 		os.Exit(1)
 	}
 }
@@ -34,6 +46,16 @@ type options struct {
 	duration, warmup time.Duration
 	concurrency      int
 	linger           time.Duration
+	only             string
+}
+
+// groups are the benchmark groups, run in this order.
+var groups = []struct {
+	name string
+	run  func(context.Context, options) ([]figure, error)
+}{
+	{"gateway", benchGateway},
+	{"processor", benchProcessor},
 }
 
 // figure is one measured value.

@@ -38,6 +38,8 @@ type config struct {
 	// EnvVars lists every environment variable the gateway reads; the
 	// chart tests compare it with what the chart sets.
 	EnvVars []string
+	// PrintEnv asks main to print EnvVars and exit (-print-env).
+	PrintEnv bool
 }
 
 func loadConfig(args []string, getenv func(string) string) (config, error) {
@@ -95,10 +97,14 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	dur(&c.DrainDelay, "drain-delay", "GATEWAY_DRAIN_DELAY", 0, "on SIGTERM, how long /readyz fails before the listener closes (let the load balancer notice)")
 	dur(&c.ShutdownTimeout, "shutdown-timeout", "GATEWAY_SHUTDOWN_TIMEOUT", 20*time.Second, "on SIGTERM, how long in-flight requests and buffered events get to finish")
 	str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	fs.BoolVar(&c.PrintEnv, "print-env", false, "print the environment variables the gateway reads, one per line, and exit")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	c.MaxBufferBytes = int64(maxBuffer)
+	if c.PrintEnv {
+		return c, nil
+	}
 	if c.Stream == "" {
 		errs = append(errs, errors.New("KINESIS_STREAM (-stream) is required"))
 	}

@@ -30,6 +30,12 @@ import (
 
 func main() {
 	cfg, err := loadConfig(os.Args[1:], os.Getenv)
+	if err == nil && cfg.PrintEnv {
+		for _, v := range cfg.EnvVars {
+			fmt.Println(v)
+		}
+		return
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)
 		os.Exit(2)

@@ -37,6 +37,8 @@ type runConfig struct {
 
 	// EnvVars lists every environment variable read, for the chart tests.
 	EnvVars []string
+	// PrintEnv asks for EnvVars to be printed instead of running.
+	PrintEnv bool
 }
 
 // Defaults chosen for failover speed: the library takes one lease per
@@ -106,8 +108,12 @@ func loadRunConfig(args []string, getenv func(string) string) (runConfig, error)
 	str(&c.DeadLetterPfx, "dead-letter-prefix", "DEADLETTER_PREFIX", "deadletter/", "key prefix of the dead-letter store")
 	str(&c.FileSinkPath, "file-sink", "SINK_FILE_PATH", "", "append every event as NDJSON to this file (- for stdout); empty: off")
 	str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	fs.BoolVar(&c.PrintEnv, "print-env", false, "print the environment variables the worker reads, one per line, and exit")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if c.PrintEnv {
+		return c, nil
 	}
 	if c.Stream == "" {
 		errs = append(errs, errors.New("KINESIS_STREAM (-stream) is required"))

@@ -80,6 +80,12 @@ func runWorker(args []string, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
+	if cfg.PrintEnv {
+		for _, v := range cfg.EnvVars {
+			fmt.Println(v)
+		}
+		return nil
+	}
 	log, err := newLogger(cfg.LogLevel)
 	if err != nil {
 		return err
