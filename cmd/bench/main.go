@@ -56,6 +56,7 @@ var groups = []struct {
 }{
 	{"gateway", benchGateway},
 	{"processor", benchProcessor},
+	{"failover", benchFailover},
 }
 
 // figure is one measured value.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -102,26 +103,55 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("gateway did not become ready (see %s): %w", filepath.Join(c.runDir, "gateway.log"), err)
 	}
 
+	// Two workers share the stream's shards. The file sink shows every
+	// delivered event locally; sinks that need credentials are passed
+	// through from the caller's environment and are off without them.
+	eventsFile := filepath.Join(c.runDir, "events.ndjson")
+	var workers []*child
+	for i := 1; i <= 2; i++ {
+		wenv := append(append([]string(nil), env...),
+			fmt.Sprintf("WORKER_ID=worker-%d", i),
+			fmt.Sprintf("WORKER_HEALTH_ADDR=127.0.0.1:%d", 8080+i),
+			fmt.Sprintf("WORKER_METRICS_ADDR=127.0.0.1:%d", 9090+i),
+			"WORKER_APP=telemetry-worker",
+			"DEADLETTER_BUCKET="+c.bucket,
+			"SINK_FILE_PATH="+eventsFile,
+		)
+		wenv = append(wenv, passThrough(os.Environ())...)
+		w, err := startChild(filepath.Join(c.binDir, "worker"), filepath.Join(c.runDir, fmt.Sprintf("worker-%d.log", i)), wenv, "run")
+		if err != nil {
+			return err
+		}
+		defer w.stop(stderr)
+		workers = append(workers, w)
+	}
+	for i, w := range workers {
+		if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", 8081+i), 30*time.Second, w); err != nil {
+			return fmt.Errorf("worker-%d did not become ready (see %s): %w", i+1, filepath.Join(c.runDir, fmt.Sprintf("worker-%d.log", i+1)), err)
+		}
+	}
+
 	fmt.Fprintf(stdout, `
 Local stack is up (Ctrl-C stops it).
   Kinesis   %s   stream %q, %d shards
-  DynamoDB  %s
-  S3        %s   bucket %q
+  DynamoDB  %s   lease table "telemetry-worker"
+  S3        %s   bucket %q (dead letters under deadletter/)
   gateway   http://%s  (metrics http://%s/metrics)
+  workers   worker-1 (health :8081, metrics :9091), worker-2 (health :8082, metrics :9092)
   logs      %s/*.log
 
 Send an event (write key %q):
   curl -sS -u %s: -H 'Content-Type: application/json' http://%s/v1/track \
     -d '{"userId":"buildbot_user","event":"build:ci_build_process_completed","timestamp":%d,"properties":{"buildVersion":"29.50.1","nodeVersion":"v20.14.0","status":"success"}}'
 
-See what reached the stream:
-  source %s && %s/worker tail
+See what arrived:
+  tail -f %s                         # every event the workers delivered (file sink)
+  source %s && %s/worker tail   # the raw stream, decoded
 
-Workers: not part of the stack yet (they arrive with the worker issue); until
-then, worker tail decodes the stream. Sinks: Segment, GA4, S3 and DynamoDB
-delivery are off: no worker runs.
-`, s.Endpoints().Kinesis, c.stream, c.shards, s.Endpoints().DynamoDB, s.Endpoints().S3, c.bucket,
-		c.gatewayAddr, c.metricsAddr, c.runDir, c.devKey, c.devKey, c.gatewayAddr, time.Now().UnixMilli(), envFile, c.binDir)
+Sinks:
+%s`, s.Endpoints().Kinesis, c.stream, c.shards, s.Endpoints().DynamoDB, s.Endpoints().S3, c.bucket,
+		c.gatewayAddr, c.metricsAddr, c.runDir, c.devKey, c.devKey, c.gatewayAddr, time.Now().UnixMilli(),
+		eventsFile, envFile, c.binDir, sinkStatus(os.Getenv))
 
 	select {
 	case <-ctx.Done():
@@ -129,6 +159,10 @@ delivery are off: no worker runs.
 		return nil
 	case <-gw.done:
 		return fmt.Errorf("gateway exited: %v (see %s)", gw.err, filepath.Join(c.runDir, "gateway.log"))
+	case <-workers[0].done:
+		return fmt.Errorf("worker-1 exited: %v (see %s)", workers[0].err, filepath.Join(c.runDir, "worker-1.log"))
+	case <-workers[1].done:
+		return fmt.Errorf("worker-2 exited: %v (see %s)", workers[1].err, filepath.Join(c.runDir, "worker-2.log"))
 	case <-s.Done():
 		return fmt.Errorf("emulators exited (see %s)", emuLog.Name())
 	}
@@ -141,12 +175,12 @@ type child struct {
 	err  error
 }
 
-func startChild(path, logPath string, env []string) (*child, error) {
+func startChild(path, logPath string, env []string, args ...string) (*child, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("create log: %w", err)
 	}
-	cmd := exec.Command(path)
+	cmd := exec.Command(path, args...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group: the terminal's Ctrl-C reaches only devstack, which
@@ -201,4 +235,35 @@ func waitHTTP(ctx context.Context, url string, timeout time.Duration, c *child) 
 		}
 	}
 	return errors.New("timed out")
+}
+
+// passThrough returns the caller's sink credentials and settings, so that
+// `SEGMENT_WRITE_KEY=... make run` turns the Segment sink on.
+func passThrough(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		for _, p := range []string{"SEGMENT_", "GA4_"} {
+			if strings.HasPrefix(kv, p) {
+				out = append(out, kv)
+			}
+		}
+	}
+	return out
+}
+
+// sinkStatus says which sinks the local workers run, and why others are off.
+func sinkStatus(getenv func(string) string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "  file      on  -> .run/events.ndjson\n")
+	if getenv("SEGMENT_WRITE_KEY") != "" {
+		fmt.Fprintf(&b, "  segment   on  (SEGMENT_WRITE_KEY is set)\n")
+	} else {
+		fmt.Fprintf(&b, "  segment   off: no credentials (set SEGMENT_WRITE_KEY)\n")
+	}
+	if getenv("GA4_MEASUREMENT_ID") != "" && getenv("GA4_API_SECRET") != "" {
+		fmt.Fprintf(&b, "  ga4       on  (GA4_MEASUREMENT_ID and GA4_API_SECRET are set)\n")
+	} else {
+		fmt.Fprintf(&b, "  ga4       off: no credentials (set GA4_MEASUREMENT_ID and GA4_API_SECRET)\n")
+	}
+	return b.String()
 }

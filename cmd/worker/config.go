@@ -45,7 +45,7 @@ type runConfig struct {
 // shard-sync tick per worker (kcl-v1.0.0.md §3.1), so the tick is short;
 // the lease outlives three renewals.
 const (
-	defaultShardSync     = time.Second
+	defaultShardSync     = 500 * time.Millisecond
 	defaultLeaseDuration = 8 * time.Second
 	defaultLeaseRefresh  = 2500 * time.Millisecond
 )
