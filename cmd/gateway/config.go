@@ -2,14 +2,14 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/buildtelemetry/pipeline/gateway"
+
+	"github.com/buildtelemetry/pipeline/internal/envflag"
 )
 
 // config is every setting of the gateway. Each is a flag whose default
@@ -44,62 +44,34 @@ type config struct {
 
 func loadConfig(args []string, getenv func(string) string) (config, error) {
 	var c config
-	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs := envflag.New("gateway", getenv)
 	var errs []error
-	str := func(p *string, name, env, def, usage string) {
-		c.EnvVars = append(c.EnvVars, env)
-		v := getenv(env)
-		if v == "" {
-			v = def
-		}
-		fs.StringVar(p, name, v, usage+" ($"+env+")")
-	}
-	num := func(p *int, name, env string, def int, usage string) {
-		c.EnvVars = append(c.EnvVars, env)
-		v := def
-		if s := getenv(env); s != "" {
-			n, err := strconv.Atoi(s)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("parse $%s: %w", env, err))
-			}
-			v = n
-		}
-		fs.IntVar(p, name, v, usage+" ($"+env+")")
-	}
-	dur := func(p *time.Duration, name, env string, def time.Duration, usage string) {
-		c.EnvVars = append(c.EnvVars, env)
-		v := def
-		if s := getenv(env); s != "" {
-			d, err := time.ParseDuration(s)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("parse $%s: %w", env, err))
-			}
-			v = d
-		}
-		fs.DurationVar(p, name, v, usage+" ($"+env+")")
-	}
 	var maxBuffer int
-	str(&c.Addr, "addr", "GATEWAY_ADDR", ":8080", "address of the ingest API")
-	str(&c.MetricsAddr, "metrics-addr", "GATEWAY_METRICS_ADDR", ":9090", "address of /metrics")
-	str(&c.Stream, "stream", "KINESIS_STREAM", "", "Kinesis stream name (required)")
-	str(&c.Region, "region", "AWS_REGION", "us-east-1", "AWS region")
-	str(&c.WriteKeys, "write-keys", "GATEWAY_WRITE_KEYS", "", "accepted write keys as key=source,key2=source2")
-	str(&c.WriteKeysFile, "write-keys-file", "GATEWAY_WRITE_KEYS_FILE", "", "file holding write keys, one key=source per line (a mounted secret)")
-	str(&c.LegacySource, "legacy-source", "GATEWAY_LEGACY_SOURCE", "", "source of /collect and /identify requests without a write key; empty: they need one")
-	num(&c.MaxEventBytes, "max-event-bytes", "GATEWAY_MAX_EVENT_BYTES", gateway.DefaultMaxEventBytes, "largest event accepted")
-	num(&c.MaxRequestBytes, "max-request-bytes", "GATEWAY_MAX_REQUEST_BYTES", gateway.DefaultMaxRequestBytes, "largest request body accepted, after gzip decompression")
-	dur(&c.AckTimeout, "ack-timeout", "GATEWAY_ACK_TIMEOUT", gateway.DefaultAckTimeout, "longest wait for Kinesis before answering 503")
-	dur(&c.Linger, "linger", "GATEWAY_LINGER", gateway.DefaultLinger, "how long a group commit waits for more events")
-	num(&c.MaxRecordBytes, "max-record-bytes", "GATEWAY_MAX_RECORD_BYTES", gateway.DefaultMaxRecordBytes, "uncompressed event bytes packed into one Kinesis record")
-	num(&maxBuffer, "max-buffer-bytes", "GATEWAY_MAX_BUFFER_BYTES", int(gateway.DefaultMaxBufferBytes), "event bytes buffered before answering 429")
-	num(&c.MaxInFlight, "max-in-flight", "GATEWAY_MAX_IN_FLIGHT", gateway.DefaultMaxInFlight, "concurrent PutRecords calls")
-	dur(&c.RetryTimeout, "retry-timeout", "GATEWAY_RETRY_TIMEOUT", gateway.DefaultRetryTimeout, "how long failed Kinesis entries are retried before answering 503")
-	dur(&c.DrainDelay, "drain-delay", "GATEWAY_DRAIN_DELAY", 0, "on SIGTERM, how long /readyz fails before the listener closes (let the load balancer notice)")
-	dur(&c.ShutdownTimeout, "shutdown-timeout", "GATEWAY_SHUTDOWN_TIMEOUT", 20*time.Second, "on SIGTERM, how long in-flight requests and buffered events get to finish")
-	str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	fs.String(&c.Addr, "addr", "GATEWAY_ADDR", ":8080", "address of the ingest API")
+	fs.String(&c.MetricsAddr, "metrics-addr", "GATEWAY_METRICS_ADDR", ":9090", "address of /metrics")
+	fs.String(&c.Stream, "stream", "KINESIS_STREAM", "", "Kinesis stream name (required)")
+	fs.String(&c.Region, "region", "AWS_REGION", "us-east-1", "AWS region")
+	fs.String(&c.WriteKeys, "write-keys", "GATEWAY_WRITE_KEYS", "", "accepted write keys as key=source,key2=source2")
+	fs.String(&c.WriteKeysFile, "write-keys-file", "GATEWAY_WRITE_KEYS_FILE", "", "file holding write keys, one key=source per line (a mounted secret)")
+	fs.String(&c.LegacySource, "legacy-source", "GATEWAY_LEGACY_SOURCE", "", "source of /collect and /identify requests without a write key; empty: they need one")
+	fs.Int(&c.MaxEventBytes, "max-event-bytes", "GATEWAY_MAX_EVENT_BYTES", gateway.DefaultMaxEventBytes, "largest event accepted")
+	fs.Int(&c.MaxRequestBytes, "max-request-bytes", "GATEWAY_MAX_REQUEST_BYTES", gateway.DefaultMaxRequestBytes, "largest request body accepted, after gzip decompression")
+	fs.Duration(&c.AckTimeout, "ack-timeout", "GATEWAY_ACK_TIMEOUT", gateway.DefaultAckTimeout, "longest wait for Kinesis before answering 503")
+	fs.Duration(&c.Linger, "linger", "GATEWAY_LINGER", gateway.DefaultLinger, "how long a group commit waits for more events")
+	fs.Int(&c.MaxRecordBytes, "max-record-bytes", "GATEWAY_MAX_RECORD_BYTES", gateway.DefaultMaxRecordBytes, "uncompressed event bytes packed into one Kinesis record")
+	fs.Int(&maxBuffer, "max-buffer-bytes", "GATEWAY_MAX_BUFFER_BYTES", int(gateway.DefaultMaxBufferBytes), "event bytes buffered before answering 429")
+	fs.Int(&c.MaxInFlight, "max-in-flight", "GATEWAY_MAX_IN_FLIGHT", gateway.DefaultMaxInFlight, "concurrent PutRecords calls")
+	fs.Duration(&c.RetryTimeout, "retry-timeout", "GATEWAY_RETRY_TIMEOUT", gateway.DefaultRetryTimeout, "how long failed Kinesis entries are retried before answering 503")
+	fs.Duration(&c.DrainDelay, "drain-delay", "GATEWAY_DRAIN_DELAY", 0, "on SIGTERM, how long /readyz fails before the listener closes (let the load balancer notice)")
+	fs.Duration(&c.ShutdownTimeout, "shutdown-timeout", "GATEWAY_SHUTDOWN_TIMEOUT", 20*time.Second, "on SIGTERM, how long in-flight requests and buffered events get to finish")
+	fs.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	fs.BoolVar(&c.PrintEnv, "print-env", false, "print the environment variables the gateway reads, one per line, and exit")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	c.EnvVars = fs.Vars()
+	if err := fs.Err(); err != nil {
+		errs = append(errs, err)
 	}
 	c.MaxBufferBytes = int64(maxBuffer)
 	if c.PrintEnv {

@@ -2,11 +2,11 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"os"
-	"strconv"
 	"time"
+
+	"github.com/buildtelemetry/pipeline/internal/envflag"
 )
 
 // runConfig is every setting of `worker run`. Each is a flag whose default
@@ -52,65 +52,37 @@ const (
 
 func loadRunConfig(args []string, getenv func(string) string) (runConfig, error) {
 	var c runConfig
-	fs := flag.NewFlagSet("worker run", flag.ContinueOnError)
+	fs := envflag.New("worker run", getenv)
 	var errs []error
-	str := func(p *string, name, env, def, usage string) {
-		c.EnvVars = append(c.EnvVars, env)
-		v := getenv(env)
-		if v == "" {
-			v = def
-		}
-		fs.StringVar(p, name, v, usage+" ($"+env+")")
-	}
-	num := func(p *int, name, env string, def int, usage string) {
-		c.EnvVars = append(c.EnvVars, env)
-		v := def
-		if s := getenv(env); s != "" {
-			n, err := strconv.Atoi(s)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("parse $%s: %w", env, err))
-			}
-			v = n
-		}
-		fs.IntVar(p, name, v, usage+" ($"+env+")")
-	}
-	dur := func(p *time.Duration, name, env string, def time.Duration, usage string) {
-		c.EnvVars = append(c.EnvVars, env)
-		v := def
-		if s := getenv(env); s != "" {
-			d, err := time.ParseDuration(s)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("parse $%s: %w", env, err))
-			}
-			v = d
-		}
-		fs.DurationVar(p, name, v, usage+" ($"+env+")")
-	}
 	host, _ := os.Hostname()
-	str(&c.Stream, "stream", "KINESIS_STREAM", "", "Kinesis stream name (required)")
-	str(&c.Region, "region", "AWS_REGION", "us-east-1", "AWS region")
-	str(&c.App, "app", "WORKER_APP", "telemetry-worker", "application name: workers with the same name share the stream's shards")
-	str(&c.LeaseTable, "lease-table", "WORKER_LEASE_TABLE", "", "DynamoDB lease table (default: the application name), created if missing")
-	str(&c.WorkerID, "worker-id", "WORKER_ID", "", "lease owner ID (default: hostname and a random suffix)")
-	str(&c.HealthAddr, "health-addr", "WORKER_HEALTH_ADDR", ":8081", "address of /healthz and /readyz")
-	str(&c.MetricsAddr, "metrics-addr", "WORKER_METRICS_ADDR", ":9091", "address of /metrics")
-	dur(&c.ShardSync, "shard-sync", "WORKER_SHARD_SYNC_INTERVAL", defaultShardSync, "how often the worker lists shards and takes a free lease (one per tick)")
-	dur(&c.LeaseDuration, "lease-duration", "WORKER_LEASE_DURATION", defaultLeaseDuration, "lease lifetime: a dead worker's shards are taken over after it")
-	dur(&c.LeaseRefresh, "lease-refresh", "WORKER_LEASE_REFRESH", defaultLeaseRefresh, "how often held leases are renewed")
-	num(&c.MaxRecords, "max-records", "WORKER_MAX_RECORDS", 10000, "records per GetRecords call")
-	dur(&c.IdleTime, "idle-time", "WORKER_IDLE_TIME", time.Second, "wait between polls of an idle shard")
-	dur(&c.SinkTimeout, "sink-timeout", "WORKER_SINK_TIMEOUT", 30*time.Second, "timeout of one sink call")
-	dur(&c.RetryBudget, "retry-budget", "WORKER_RETRY_BUDGET", 60*time.Second, "retry time per batch and sink before its records are parked")
-	num(&c.BreakerFailures, "breaker-failures", "WORKER_BREAKER_FAILURES", 5, "consecutive transient failures that open a sink's breaker")
-	dur(&c.BreakerOpen, "breaker-open", "WORKER_BREAKER_OPEN_TIMEOUT", 30*time.Second, "how long an open breaker waits before a probe")
-	dur(&c.ShutdownTimeout, "shutdown-timeout", "WORKER_SHUTDOWN_TIMEOUT", 25*time.Second, "on SIGTERM, time to flush sinks, checkpoint and release leases")
-	str(&c.DeadLetterBkt, "dead-letter-bucket", "DEADLETTER_BUCKET", "", "S3 bucket of the dead-letter store (required)")
-	str(&c.DeadLetterPfx, "dead-letter-prefix", "DEADLETTER_PREFIX", "deadletter/", "key prefix of the dead-letter store")
-	str(&c.FileSinkPath, "file-sink", "SINK_FILE_PATH", "", "append every event as NDJSON to this file (- for stdout); empty: off")
-	str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	fs.String(&c.Stream, "stream", "KINESIS_STREAM", "", "Kinesis stream name (required)")
+	fs.String(&c.Region, "region", "AWS_REGION", "us-east-1", "AWS region")
+	fs.String(&c.App, "app", "WORKER_APP", "telemetry-worker", "application name: workers with the same name share the stream's shards")
+	fs.String(&c.LeaseTable, "lease-table", "WORKER_LEASE_TABLE", "", "DynamoDB lease table (default: the application name), created if missing")
+	fs.String(&c.WorkerID, "worker-id", "WORKER_ID", "", "lease owner ID (default: hostname and a random suffix)")
+	fs.String(&c.HealthAddr, "health-addr", "WORKER_HEALTH_ADDR", ":8081", "address of /healthz and /readyz")
+	fs.String(&c.MetricsAddr, "metrics-addr", "WORKER_METRICS_ADDR", ":9091", "address of /metrics")
+	fs.Duration(&c.ShardSync, "shard-sync", "WORKER_SHARD_SYNC_INTERVAL", defaultShardSync, "how often the worker lists shards and takes a free lease (one per tick)")
+	fs.Duration(&c.LeaseDuration, "lease-duration", "WORKER_LEASE_DURATION", defaultLeaseDuration, "lease lifetime: a dead worker's shards are taken over after it")
+	fs.Duration(&c.LeaseRefresh, "lease-refresh", "WORKER_LEASE_REFRESH", defaultLeaseRefresh, "how often held leases are renewed")
+	fs.Int(&c.MaxRecords, "max-records", "WORKER_MAX_RECORDS", 10000, "records per GetRecords call")
+	fs.Duration(&c.IdleTime, "idle-time", "WORKER_IDLE_TIME", time.Second, "wait between polls of an idle shard")
+	fs.Duration(&c.SinkTimeout, "sink-timeout", "WORKER_SINK_TIMEOUT", 30*time.Second, "timeout of one sink call")
+	fs.Duration(&c.RetryBudget, "retry-budget", "WORKER_RETRY_BUDGET", 60*time.Second, "retry time per batch and sink before its records are parked")
+	fs.Int(&c.BreakerFailures, "breaker-failures", "WORKER_BREAKER_FAILURES", 5, "consecutive transient failures that open a sink's breaker")
+	fs.Duration(&c.BreakerOpen, "breaker-open", "WORKER_BREAKER_OPEN_TIMEOUT", 30*time.Second, "how long an open breaker waits before a probe")
+	fs.Duration(&c.ShutdownTimeout, "shutdown-timeout", "WORKER_SHUTDOWN_TIMEOUT", 25*time.Second, "on SIGTERM, time to flush sinks, checkpoint and release leases")
+	fs.String(&c.DeadLetterBkt, "dead-letter-bucket", "DEADLETTER_BUCKET", "", "S3 bucket of the dead-letter store (required)")
+	fs.String(&c.DeadLetterPfx, "dead-letter-prefix", "DEADLETTER_PREFIX", "deadletter/", "key prefix of the dead-letter store")
+	fs.String(&c.FileSinkPath, "file-sink", "SINK_FILE_PATH", "", "append every event as NDJSON to this file (- for stdout); empty: off")
+	fs.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	fs.BoolVar(&c.PrintEnv, "print-env", false, "print the environment variables the worker reads, one per line, and exit")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	c.EnvVars = fs.Vars()
+	if err := fs.Err(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.PrintEnv {
 		return c, nil

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/buildtelemetry/pipeline/deadletter"
+	"github.com/buildtelemetry/pipeline/internal/zaplog"
 )
 
 // runReplay is `worker replay -sink NAME [-reason R] [run flags]`: it
@@ -30,7 +31,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string) e
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg.LogLevel)
+	log, err := zaplog.New(cfg.LogLevel)
 	if err != nil {
 		return err
 	}

@@ -24,11 +24,11 @@ import (
 	kclcfg "github.com/vmware/vmware-go-kcl-v2/clientlibrary/config"
 	kclworker "github.com/vmware/vmware-go-kcl-v2/clientlibrary/worker"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/buildtelemetry/pipeline/checkpoint"
 	"github.com/buildtelemetry/pipeline/deadletter"
 	"github.com/buildtelemetry/pipeline/internal/kcladapter"
+	"github.com/buildtelemetry/pipeline/internal/zaplog"
 	"github.com/buildtelemetry/pipeline/processor"
 	"github.com/buildtelemetry/pipeline/sink/file"
 )
@@ -61,18 +61,6 @@ func newAWSClients(ctx context.Context, region string, getenv func(string) strin
 	}, nil
 }
 
-func newLogger(level string) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
-	if err != nil {
-		return nil, fmt.Errorf("parse LOG_LEVEL: %w", err)
-	}
-	zc := zap.NewProductionConfig()
-	zc.Level = zap.NewAtomicLevelAt(lvl)
-	zc.EncoderConfig.TimeKey = "time"
-	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	return zc.Build()
-}
-
 // runWorker is `worker run`: lease shards and deliver their events to
 // every configured sink until SIGTERM.
 func runWorker(args []string, getenv func(string) string) error {
@@ -86,7 +74,7 @@ func runWorker(args []string, getenv func(string) string) error {
 		}
 		return nil
 	}
-	log, err := newLogger(cfg.LogLevel)
+	log, err := zaplog.New(cfg.LogLevel)
 	if err != nil {
 		return err
 	}
