@@ -1,0 +1,33 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestLoadRunConfig(t *testing.T) {
+	base := map[string]string{"KINESIS_STREAM": "s", "DEADLETTER_BUCKET": "b"}
+	c, err := loadRunConfig(nil, env(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LeaseTable != "telemetry-worker" || c.LeaseDuration != 8*time.Second || c.ShardSync != 500*time.Millisecond || c.WorkerID == "" {
+		t.Errorf("defaults: %+v", c)
+	}
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"DEADLETTER_BUCKET": "b"}, "KINESIS_STREAM"},
+		{map[string]string{"KINESIS_STREAM": "s"}, "DEADLETTER_BUCKET"},
+		{map[string]string{"KINESIS_STREAM": "s", "DEADLETTER_BUCKET": "b", "WORKER_LEASE_REFRESH": "9s"}, "WORKER_LEASE_REFRESH"},
+		{map[string]string{"KINESIS_STREAM": "s", "DEADLETTER_BUCKET": "b", "WORKER_MAX_RECORDS": "lots"}, "WORKER_MAX_RECORDS"},
+	} {
+		if _, err := loadRunConfig(nil, env(tc.env)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("env %v: error %v, want one naming %s", tc.env, err, tc.want)
+		}
+	}
+}
