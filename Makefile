@@ -7,7 +7,7 @@ BIN      := bin
 # -race needs cgo; the machine has gcc.
 export CGO_ENABLED ?= 1
 
-.PHONY: all deps build run test test-unit bench lint fmt clean-run
+.PHONY: all deps build run test test-unit bench fuzz lint
 
 all: build
 
@@ -36,6 +36,13 @@ test-unit:
 
 bench: deps build
 	scripts/bench.sh
+
+# Long fuzz runs of the gateway's request decoding and the worker's record
+# decoding (FUZZTIME per target, default 5m).
+fuzz:
+	for t in FuzzDecodeRequest FuzzRecordDecode; do \
+	  $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $${FUZZTIME:-5m} ./event/ || exit 1; \
+	done
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1)

@@ -31,3 +31,8 @@ done
 source "$run_dir/stack.env"
 
 go test -race -count=1 -tags integration -timeout 15m "$@" ./...
+
+# A short run of each fuzz target (make fuzz runs them long).
+for target in FuzzDecodeRequest FuzzRecordDecode; do
+  go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-10s}" ./event/
+done
