@@ -57,6 +57,7 @@ var groups = []struct {
 	{"gateway", benchGateway},
 	{"processor", benchProcessor},
 	{"failover", benchFailover},
+	{"saas", benchSaaSSinks},
 }
 
 // figure is one measured value.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/buildtelemetry/pipeline/internal/envflag"
@@ -34,6 +35,19 @@ type runConfig struct {
 	DeadLetterPfx   string
 	FileSinkPath    string
 	LogLevel        string
+
+	SegmentWriteKey     string
+	SegmentWriteKeyFile string
+	SegmentEndpoint     string
+	SegmentTimeout      time.Duration
+	GA4MeasurementID    string
+	GA4APISecret        string
+	GA4APISecretFile    string
+	GA4Endpoint         string
+	GA4Validate         bool
+	GA4SharedUserIDs    string
+	GA4Concurrency      int
+	GA4Timeout          time.Duration
 
 	// EnvVars lists every environment variable read, for the chart tests.
 	EnvVars []string
@@ -76,6 +90,18 @@ func loadRunConfig(args []string, getenv func(string) string) (runConfig, error)
 	fs.String(&c.DeadLetterPfx, "dead-letter-prefix", "DEADLETTER_PREFIX", "deadletter/", "key prefix of the dead-letter store")
 	fs.String(&c.FileSinkPath, "file-sink", "SINK_FILE_PATH", "", "append every event as NDJSON to this file (- for stdout); empty: off")
 	fs.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	fs.String(&c.SegmentWriteKey, "segment-write-key", "SEGMENT_WRITE_KEY", "", "Segment source write key; empty (and no file): the Segment sink is off")
+	fs.String(&c.SegmentWriteKeyFile, "segment-write-key-file", "SEGMENT_WRITE_KEY_FILE", "", "file holding the Segment write key (a mounted secret)")
+	fs.String(&c.SegmentEndpoint, "segment-endpoint", "SEGMENT_ENDPOINT", "https://api.segment.io", "Segment API origin (EU: https://events.eu1.segmentapis.com)")
+	fs.Duration(&c.SegmentTimeout, "segment-timeout", "SEGMENT_TIMEOUT", 10*time.Second, "timeout of one Segment request")
+	fs.String(&c.GA4MeasurementID, "ga4-measurement-id", "GA4_MEASUREMENT_ID", "", "GA4 measurement ID (G-...); with the API secret it turns the GA4 sink on")
+	fs.String(&c.GA4APISecret, "ga4-api-secret", "GA4_API_SECRET", "", "GA4 Measurement Protocol API secret")
+	fs.String(&c.GA4APISecretFile, "ga4-api-secret-file", "GA4_API_SECRET_FILE", "", "file holding the GA4 API secret (a mounted secret)")
+	fs.String(&c.GA4Endpoint, "ga4-endpoint", "GA4_ENDPOINT", "https://www.google-analytics.com", "GA4 Measurement Protocol origin")
+	fs.Bool(&c.GA4Validate, "ga4-validate", "GA4_VALIDATE", false, "send to /debug/mp/collect and log validation messages instead of collecting")
+	fs.String(&c.GA4SharedUserIDs, "ga4-shared-user-ids", "GA4_SHARED_USER_IDS", "buildbot_user", "userIds shared by many users, never sent as user_id (comma-separated)")
+	fs.Int(&c.GA4Concurrency, "ga4-concurrency", "GA4_CONCURRENCY", 8, "concurrent GA4 requests per shard")
+	fs.Duration(&c.GA4Timeout, "ga4-timeout", "GA4_TIMEOUT", 10*time.Second, "timeout of one GA4 request")
 	fs.BoolVar(&c.PrintEnv, "print-env", false, "print the environment variables the worker reads, one per line, and exit")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -103,4 +129,17 @@ func loadRunConfig(args []string, getenv func(string) string) (runConfig, error)
 		errs = append(errs, errors.New("WORKER_LEASE_REFRESH must be shorter than WORKER_LEASE_DURATION"))
 	}
 	return c, errors.Join(errs...)
+}
+
+// secret returns value, or the trimmed content of file when value is empty:
+// credentials come from the environment or from a mounted Secret.
+func secret(value, file string) (string, error) {
+	if value != "" || file == "" {
+		return value, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("read secret file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }

@@ -44,7 +44,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string) e
 	if err != nil {
 		return err
 	}
-	sinks, closeSinks, err := buildSinks(ctx, cfg, clients, log)
+	sinks, closeSinks, err := buildSinks(ctx, cfg, clients, nil, log)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -31,6 +32,8 @@ import (
 	"github.com/buildtelemetry/pipeline/internal/zaplog"
 	"github.com/buildtelemetry/pipeline/processor"
 	"github.com/buildtelemetry/pipeline/sink/file"
+	"github.com/buildtelemetry/pipeline/sink/ga4"
+	"github.com/buildtelemetry/pipeline/sink/segment"
 )
 
 // awsClients are the AWS clients of the worker, built once from the
@@ -104,7 +107,7 @@ func runWorker(args []string, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	sinks, closeSinks, err := buildSinks(ctx, cfg, clients, log)
+	sinks, closeSinks, err := buildSinks(ctx, cfg, clients, reg, log)
 	if err != nil {
 		return err
 	}
@@ -191,7 +194,7 @@ func runWorker(args []string, getenv func(string) string) error {
 
 // buildSinks creates every configured sink. Sinks without configuration
 // are off, and the log says so.
-func buildSinks(ctx context.Context, cfg runConfig, clients *awsClients, log *zap.Logger) ([]processor.Sink, func(), error) {
+func buildSinks(ctx context.Context, cfg runConfig, clients *awsClients, reg prometheus.Registerer, log *zap.Logger) ([]processor.Sink, func(), error) {
 	var sinks []processor.Sink
 	var closers []func() error
 	if cfg.FileSinkPath != "" {
@@ -204,6 +207,41 @@ func buildSinks(ctx context.Context, cfg runConfig, clients *awsClients, log *za
 		log.Info("sink on", zap.String("sink", fs.Name()), zap.String("path", cfg.FileSinkPath))
 	} else {
 		log.Info("sink off: SINK_FILE_PATH not set", zap.String("sink", "file"))
+	}
+	segKey, err := secret(cfg.SegmentWriteKey, cfg.SegmentWriteKeyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("segment: %w", err)
+	}
+	if segKey != "" {
+		s, err := segment.New(segment.Config{Endpoint: cfg.SegmentEndpoint, WriteKey: segKey, Timeout: cfg.SegmentTimeout, Registerer: reg}, log.Named("segment"))
+		if err != nil {
+			return nil, nil, err
+		}
+		sinks = append(sinks, s)
+		log.Info("sink on", zap.String("sink", s.Name()), zap.String("endpoint", cfg.SegmentEndpoint))
+	} else {
+		log.Info("sink off: no credentials (SEGMENT_WRITE_KEY or SEGMENT_WRITE_KEY_FILE)", zap.String("sink", "segment"))
+	}
+	gaSecret, err := secret(cfg.GA4APISecret, cfg.GA4APISecretFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ga4: %w", err)
+	}
+	if cfg.GA4MeasurementID != "" && gaSecret != "" {
+		var shared []string
+		for _, id := range strings.Split(cfg.GA4SharedUserIDs, ",") {
+			if id = strings.TrimSpace(id); id != "" {
+				shared = append(shared, id)
+			}
+		}
+		s, err := ga4.New(ga4.Config{Endpoint: cfg.GA4Endpoint, MeasurementID: cfg.GA4MeasurementID, APISecret: gaSecret,
+			Validate: cfg.GA4Validate, SharedUserIDs: shared, Concurrency: cfg.GA4Concurrency, Timeout: cfg.GA4Timeout, Registerer: reg}, log.Named("ga4"))
+		if err != nil {
+			return nil, nil, err
+		}
+		sinks = append(sinks, s)
+		log.Info("sink on", zap.String("sink", s.Name()), zap.String("endpoint", cfg.GA4Endpoint), zap.Bool("validate", cfg.GA4Validate))
+	} else {
+		log.Info("sink off: no credentials (GA4_MEASUREMENT_ID and GA4_API_SECRET or GA4_API_SECRET_FILE)", zap.String("sink", "ga4"))
 	}
 	if len(sinks) == 0 {
 		log.Warn("no sink configured: events are read and checkpointed but go nowhere")

@@ -1,0 +1,762 @@
+// Package ga4 is a sink that forwards events to Google Analytics 4
+// through the Measurement Protocol (sinks.md §2.2): POST
+// /mp/collect?measurement_id=...&api_secret=....
+//
+// GA4 answers 2xx to any request it received, however bad its data, and
+// drops what it finds invalid without a word. So the sink maps every
+// event to a legal GA4 event by construction (mapping.go: EventName,
+// ParamName, mapEvent), and only transport errors, 5xx and 429 are
+// failures the processor retries and its breaker counts; any other 4xx
+// can never succeed and is permanent.
+//
+// With Config.Validate the sink posts to the validation server
+// (/debug/mp/collect) instead, which records nothing: every validation
+// message is logged at warn and counted. Sink.Validate does the same for a
+// command.
+//
+// The Measurement Protocol has no event ID to deduplicate on, so a
+// request that is resent is counted twice: a Write that fails part-way
+// remembers which events were accepted and does not resend them when the
+// processor retries it. A replay from an older checkpoint still resends.
+// Realtime reports need session_id and engagement_time_msec, which we do
+// not have: the events show in the standard reports only.
+package ga4
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/buildtelemetry/pipeline/event"
+	"github.com/buildtelemetry/pipeline/processor"
+)
+
+// Defaults of Config.
+const (
+	// DefaultEndpoint is the Measurement Protocol's origin.
+	DefaultEndpoint = "https://www.google-analytics.com"
+	// DefaultName is the sink's name, the key of its watermark and dead
+	// letters.
+	DefaultName = "ga4"
+	// DefaultTimeout bounds one HTTP request.
+	DefaultTimeout = 10 * time.Second
+	// DefaultConcurrency is how many requests a writer has in flight.
+	// Events of different clients need requests of their own (client_id
+	// is per request), so a Netlify batch is about one request per event:
+	// sent one at a time over a 50 ms round trip, a 1,000-event batch
+	// would take most of the processor's 30 s call timeout.
+	DefaultConcurrency = 8
+)
+
+// DefaultSharedUserIDs are the userIds many clients share, never sent as
+// user_id: Netlify Build sends the constant "buildbot_user".
+var DefaultSharedUserIDs = []string{"buildbot_user"}
+
+const (
+	collectPath = "/mp/collect"
+	debugPath   = "/debug/mp/collect"
+)
+
+// Config configures a Sink. Zero values mean the documented defaults.
+type Config struct {
+	// Endpoint is the Measurement Protocol's origin, without path
+	// (DefaultEndpoint).
+	Endpoint string
+	// MeasurementID is the web stream's measurement ID (G-XXXXXXX).
+	// Required.
+	MeasurementID string
+	// APISecret is the stream's Measurement Protocol API secret.
+	// Required. It is never logged nor put in an error.
+	APISecret string
+	// HTTPClient sends the requests (a client that keeps Concurrency
+	// idle connections per host).
+	HTTPClient *http.Client
+	// Timeout bounds each request (DefaultTimeout).
+	Timeout time.Duration
+	// Validate sends every request to the validation server, which
+	// records nothing, and logs and counts its validation messages. For
+	// trying a mapping against a real property, not for production.
+	Validate bool
+	// SharedUserIDs are userIds never sent as user_id, because many
+	// clients share them (DefaultSharedUserIDs; an empty non-nil slice
+	// means none).
+	SharedUserIDs []string
+	// Concurrency is how many requests each writer has in flight
+	// (DefaultConcurrency).
+	Concurrency int
+	// Name is the sink's name (DefaultName). Never change it for a lease
+	// table in use: the sink's progress would start over.
+	Name string
+	// Registerer receives the sink's metrics, prefixed sink_ga4_ and
+	// labelled with the sink's name; nil: unregistered.
+	Registerer prometheus.Registerer
+}
+
+// String describes the config with the API secret redacted, so that
+// logging a Config never leaks it.
+func (c Config) String() string {
+	secret := ""
+	if c.APISecret != "" {
+		secret = "[redacted]"
+	}
+	return fmt.Sprintf("ga4.Config{Endpoint:%q MeasurementID:%q APISecret:%s Timeout:%v Validate:%t SharedUserIDs:%q Concurrency:%d Name:%q}",
+		c.Endpoint, c.MeasurementID, secret, c.Timeout, c.Validate, c.SharedUserIDs, c.Concurrency, c.Name)
+}
+
+// GoString is String, for %#v.
+func (c Config) GoString() string { return c.String() }
+
+// ErrClosed is returned by a writer's Write and Flush after Close.
+var ErrClosed = errors.New("ga4: writer closed")
+
+// StatusError is a non-2xx answer of the Measurement Protocol.
+type StatusError struct {
+	// Code is the HTTP status code.
+	Code int
+	// Body is the start of the response body, for the operator.
+	Body string
+}
+
+func (e *StatusError) Error() string {
+	if e.Body == "" {
+		return fmt.Sprintf("status %d", e.Code)
+	}
+	return fmt.Sprintf("status %d: %s", e.Code, e.Body)
+}
+
+// rejects reports whether err can never succeed for this request: a
+// 4xx other than 408 and 429, or an error marked permanent.
+func rejects(err error) bool {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.Code >= 400 && se.Code < 500 && se.Code != http.StatusRequestTimeout && se.Code != http.StatusTooManyRequests
+	}
+	return processor.IsPermanent(err)
+}
+
+// Sink sends events to GA4. It is safe for concurrent use by several
+// shards.
+type Sink struct {
+	cfg     Config
+	query   string // measurement_id and api_secret, encoded
+	client  *http.Client
+	log     *zap.Logger
+	metrics *metrics
+	mapper  mapper
+	now     func() time.Time
+}
+
+var (
+	_ processor.Sink   = (*Sink)(nil)
+	_ processor.Writer = (*writer)(nil)
+)
+
+// New validates cfg and returns a sink. It does no I/O.
+func New(cfg Config, log *zap.Logger) (*Sink, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if cfg.MeasurementID == "" {
+		return nil, errors.New("ga4: new sink: MeasurementID is required")
+	}
+	if cfg.APISecret == "" {
+		return nil, errors.New("ga4: new sink: APISecret is required")
+	}
+	if cfg.Endpoint == "" {
+		cfg.Endpoint = DefaultEndpoint
+	}
+	u, err := url.Parse(cfg.Endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("ga4: new sink: Endpoint %q is not an http(s) URL", cfg.Endpoint)
+	}
+	cfg.Endpoint = strings.TrimRight(cfg.Endpoint, "/")
+	if cfg.Timeout < 0 {
+		return nil, fmt.Errorf("ga4: new sink: Timeout %v is negative", cfg.Timeout)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Concurrency < 0 {
+		return nil, fmt.Errorf("ga4: new sink: Concurrency %d is negative", cfg.Concurrency)
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	if cfg.SharedUserIDs == nil {
+		cfg.SharedUserIDs = DefaultSharedUserIDs
+	}
+	if cfg.Name == "" {
+		cfg.Name = DefaultName
+	}
+	s := &Sink{
+		cfg:    cfg,
+		query:  url.Values{"measurement_id": {cfg.MeasurementID}, "api_secret": {cfg.APISecret}}.Encode(),
+		client: cfg.HTTPClient,
+		log:    log.With(zap.String("sink", cfg.Name)),
+		mapper: mapper{shared: make(map[string]bool, len(cfg.SharedUserIDs))},
+		now:    time.Now,
+	}
+	for _, id := range cfg.SharedUserIDs {
+		s.mapper.shared[id] = true
+	}
+	if s.client == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = max(cfg.Concurrency, t.MaxIdleConnsPerHost)
+		s.client = &http.Client{Transport: t}
+	}
+	if s.metrics, err = newMetrics(cfg.Registerer, cfg.Name); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Name returns the sink's name.
+func (s *Sink) Name() string { return s.cfg.Name }
+
+// Open returns a writer for one shard. The sink keeps no per-shard state.
+func (s *Sink) Open(context.Context, processor.Shard) (processor.Writer, error) {
+	return &writer{s: s}, nil
+}
+
+// item is one mapped event and where it came from.
+type item struct {
+	pos      int // in record order, over all events of a Write
+	rec, idx int
+	m        mapped
+	ev       *event.Event
+}
+
+// request is one POST: events of one client_id, user_id and
+// timestamp_micros.
+type request struct {
+	items []*item
+	body  []byte
+}
+
+// group packs items into requests: one per client_id, user_id and
+// timestamp_micros (they are request fields), in the order each first
+// appears, each at most MaxEventsPerRequest events and under
+// MaxBodyBytes.
+func group(items []*item) []request {
+	type key struct {
+		client, user string
+		micros       int64
+	}
+	idx := make(map[key]int)
+	var groups [][]*item
+	for _, it := range items {
+		k := key{it.m.clientID, it.m.userID, it.m.micros}
+		i, ok := idx[k]
+		if !ok {
+			i = len(groups)
+			idx[k] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], it)
+	}
+	var reqs []request
+	for _, g := range groups {
+		head := appendHead(nil, &g[0].m)
+		var (
+			cur  request
+			body = head
+			ev   []byte
+		)
+		for _, it := range g {
+			ev = appendEvent(ev[:0], &it.m)
+			// The comma and the closing "]}" count too. One event is
+			// always under the limit: 25 parameters of 40-character names
+			// and 100-character values take under 20 kB, even escaped.
+			if len(cur.items) == MaxEventsPerRequest || (len(cur.items) > 0 && len(body)+1+len(ev)+2 >= MaxBodyBytes) {
+				cur.body = append(body, "]}"...)
+				reqs = append(reqs, cur)
+				cur, body = request{}, append([]byte(nil), head...)
+			}
+			if len(cur.items) > 0 {
+				body = append(body, ',')
+			}
+			body = append(body, ev...)
+			cur.items = append(cur.items, it)
+		}
+		cur.body = append(body, "]}"...)
+		reqs = append(reqs, cur)
+	}
+	return reqs
+}
+
+// appendHead appends a body's fields up to the events array.
+func appendHead(dst []byte, m *mapped) []byte {
+	dst = append(dst, `{"client_id":"`...)
+	dst = append(dst, m.clientID...)
+	dst = append(dst, '"')
+	if m.userID != "" {
+		dst = append(dst, `,"user_id":`...)
+		dst = appendString(dst, m.userID)
+	}
+	if m.micros != 0 {
+		dst = append(dst, `,"timestamp_micros":`...)
+		dst = strconv.AppendInt(dst, m.micros, 10)
+	}
+	return append(dst, `,"events":[`...)
+}
+
+// writer sends one shard's records. As the Writer contract allows, it is
+// not safe for concurrent use.
+type writer struct {
+	s       *Sink
+	durable string
+	closed  bool
+	// resume remembers which events of a failed Write were settled, so
+	// that the processor's retry with the same records does not send
+	// them again: GA4 would count them twice.
+	resume *progress
+}
+
+// progress is how far a Write got through its records.
+type progress struct {
+	first, last string // sequence numbers of the records
+	done        []bool // by position: sent, skipped or failed
+	// failed are the events that can never be delivered, by position:
+	// unmappable, or in a request answered with a 4xx.
+	failed map[int]error
+	// remote counts the failed ones the server refused.
+	remote int
+	// mappable counts the events that are not skipped, as found by the
+	// first attempt, which maps them all.
+	mappable int
+	// retry is set once the records are written again.
+	retry bool
+}
+
+// Write sends every event of recs, grouped into requests by client,
+// Concurrency requests at a time, and returns when all are settled:
+//   - nil: all were sent (or skipped: identify, group and alias have no
+//     GA4 event), and recs are durable;
+//   - *processor.PartialError: the events listed can never be delivered
+//     (no identity to derive a client_id from, or a request answered with
+//     a 4xx); the rest were sent;
+//   - processor.Permanent: GA4 refused every event with a 4xx;
+//   - any other error is transient (network, timeout, 5xx, 408, 429 with
+//     processor.RetryAfter); after the first, no more requests are
+//     started. A retry with the same records sends only what was not
+//     sent.
+func (w *writer) Write(ctx context.Context, recs []processor.Record) error {
+	if w.closed {
+		return ErrClosed
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	p := w.progressFor(recs)
+	now := w.s.now()
+	var items []*item
+	pos := -1
+	for ri := range recs {
+		for ei, e := range recs[ri].Events {
+			pos++
+			if p.done[pos] {
+				continue
+			}
+			m, skip, err := w.s.mapper.mapEvent(e, now)
+			switch {
+			case skip:
+				w.s.metrics.skipped.WithLabelValues(string(e.Type)).Inc()
+				p.done[pos] = true
+				continue
+			case err != nil:
+				w.s.metrics.rejected.WithLabelValues("unmappable").Inc()
+				p.failed[pos], p.done[pos] = err, true
+				p.mappable++
+				continue
+			}
+			if !p.retry {
+				p.mappable++
+			}
+			if m.dropped > 0 {
+				w.s.metrics.paramsDropped.Add(float64(m.dropped))
+			}
+			items = append(items, &item{pos: pos, rec: ri, idx: ei, m: m, ev: e})
+		}
+	}
+	reqs := group(items)
+	errs := w.s.sendAll(ctx, reqs)
+	var transient error
+	var wait time.Duration
+	for i, r := range reqs {
+		err := errs[i]
+		switch {
+		case err == errNotSent:
+			continue
+		case err == nil:
+		case rejects(err):
+			w.s.log.Warn("request refused, reporting its events failed", zap.Int("events", len(r.items)), zap.Error(err))
+			w.s.metrics.rejected.WithLabelValues("refused").Add(float64(len(r.items)))
+			for _, it := range r.items {
+				p.failed[it.pos] = err
+				p.remote++
+			}
+		default:
+			if transient == nil {
+				transient = err
+			}
+			wait = max(wait, processor.RetryAfterOf(err))
+			continue
+		}
+		for _, it := range r.items {
+			p.done[it.pos] = true
+		}
+	}
+	if transient != nil {
+		if processor.RetryAfterOf(transient) < wait {
+			transient = processor.RetryAfter(transient, wait)
+		}
+		return transient
+	}
+	w.resume = nil
+	w.durable = recs[len(recs)-1].SequenceNumber
+	if len(p.failed) == 0 {
+		return nil
+	}
+	positions := sortedPositions(p.failed)
+	if p.remote == len(p.failed) && p.remote == p.mappable {
+		return processor.Permanent(p.failed[positions[0]])
+	}
+	pe := &processor.PartialError{}
+	for _, at := range positions {
+		ri, ei := locate(recs, at)
+		pe.Failed = append(pe.Failed, processor.FailedEvent{Record: &recs[ri], Index: ei, Err: p.failed[at]})
+	}
+	return pe
+}
+
+// progressFor returns the progress of an earlier failed Write of the same
+// records, or a fresh one. The processor retries with exactly the records
+// it gave, so their first and last sequence numbers and event count
+// identify them.
+func (w *writer) progressFor(recs []processor.Record) *progress {
+	n := 0
+	for _, r := range recs {
+		n += len(r.Events)
+	}
+	first, last := recs[0].SequenceNumber, recs[len(recs)-1].SequenceNumber
+	if p := w.resume; p != nil && p.first == first && p.last == last && len(p.done) == n {
+		p.retry = true
+		return p
+	}
+	w.resume = &progress{first: first, last: last, done: make([]bool, n), failed: map[int]error{}}
+	return w.resume
+}
+
+// locate returns the record and event index of the event at pos.
+func locate(recs []processor.Record, pos int) (int, int) {
+	for ri, r := range recs {
+		if pos < len(r.Events) {
+			return ri, pos
+		}
+		pos -= len(r.Events)
+	}
+	return -1, -1 // unreachable: positions come from recs
+}
+
+// Flush does nothing: Write sends synchronously.
+func (w *writer) Flush(context.Context) error {
+	if w.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Durable returns the last sequence number of a Write that settled.
+func (w *writer) Durable() string { return w.durable }
+
+// Close drops the writer's state; there is no buffer to lose.
+func (w *writer) Close() error {
+	w.closed = true
+	w.resume = nil
+	return nil
+}
+
+// errNotSent marks a request sendAll did not start.
+var errNotSent = errors.New("not sent")
+
+// sendAll sends reqs, Concurrency at a time, and returns each one's
+// error (errNotSent for those not started). After a transient failure it
+// starts no more: the destination is likely down, and the processor will
+// retry.
+func (s *Sink) sendAll(ctx context.Context, reqs []request) []error {
+	errs := make([]error, len(reqs))
+	for i := range errs {
+		errs[i] = errNotSent
+	}
+	var (
+		stop atomic.Bool
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, s.cfg.Concurrency)
+	)
+	for i := range reqs {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil || stop.Load() {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			err := s.send(ctx, &reqs[i])
+			if err != nil && !rejects(err) {
+				stop.Store(true)
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+// send posts one request, to the validation server in Validate mode.
+func (s *Sink) send(ctx context.Context, r *request) error {
+	if s.cfg.Validate {
+		msgs, err := s.validate(ctx, r)
+		for _, m := range msgs {
+			s.metrics.validation.WithLabelValues(m.ValidationCode).Inc()
+			s.log.Warn("ga4 validation message", zap.String("event", m.EventName), zap.String("message_id", m.MessageID),
+				zap.String("code", m.ValidationCode), zap.String("field", m.FieldPath), zap.String("description", m.Description))
+		}
+		return err
+	}
+	_, err := s.post(ctx, collectPath, r)
+	return err
+}
+
+// post sends r's body to path and returns the start of a 2xx response's
+// body.
+func (s *Sink) post(ctx context.Context, path string, r *request) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.Endpoint+path+"?"+s.query, bytes.NewReader(r.body))
+	if err != nil {
+		return nil, processor.Permanent(fmt.Errorf("ga4: create request: %w", s.redactErr(err)))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "buildtelemetry-pipeline")
+	s.metrics.requestBytes.Add(float64(len(r.body)))
+	resp, err := s.client.Do(req)
+	if err != nil {
+		s.metrics.requests.WithLabelValues("error").Inc()
+		return nil, fmt.Errorf("ga4: post %d events: %w", len(r.items), s.redactErr(err))
+	}
+	defer resp.Body.Close()
+	s.metrics.requests.WithLabelValues(strconv.Itoa(resp.StatusCode)).Inc()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		s.metrics.eventsSent.Add(float64(len(r.items)))
+		return body, nil
+	}
+	text := strings.TrimSpace(string(body[:min(len(body), 512)]))
+	err = fmt.Errorf("ga4: post %d events: %w", len(r.items), &StatusError{Code: resp.StatusCode, Body: s.redact(text)})
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
+		if d := retryAfter(resp.Header, s.now()); d > 0 {
+			return nil, processor.RetryAfter(err, d)
+		}
+	}
+	return nil, err
+}
+
+// redactErr drops a *url.Error's URL, which holds the API secret, keeping
+// its cause (whose text is redacted too, should it quote the URL).
+func (s *Sink) redactErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	if strings.Contains(err.Error(), s.cfg.APISecret) || strings.Contains(err.Error(), url.QueryEscape(s.cfg.APISecret)) {
+		return &redactedError{msg: s.redact(err.Error()), err: err}
+	}
+	return err
+}
+
+// redactedError is an error whose text had the secret in it.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// redact removes the API secret from text.
+func (s *Sink) redact(text string) string {
+	text = strings.ReplaceAll(text, s.cfg.APISecret, "[redacted]")
+	return strings.ReplaceAll(text, url.QueryEscape(s.cfg.APISecret), "[redacted]")
+}
+
+// retryAfter returns the delay asked by Retry-After (seconds or an HTTP
+// date), or 0.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseFloat(v, 64); err == nil && n > 0 {
+		return time.Duration(n * float64(time.Second))
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0)
+	}
+	return 0
+}
+
+// ValidationMessage is one message of the validation server, with the
+// event it is about.
+type ValidationMessage struct {
+	// FieldPath, Description and ValidationCode are the server's
+	// ("NAME_INVALID", "NAME_RESERVED", "VALUE_INVALID",
+	// "VALUE_REQUIRED", "VALUE_OUT_OF_BOUNDS", ...).
+	FieldPath      string `json:"fieldPath"`
+	Description    string `json:"description"`
+	ValidationCode string `json:"validationCode"`
+	// Index is the event's index in the events given to Validate (-1 when
+	// the server's message does not say which event of a request, or in
+	// a writer); MessageID and EventName are its messageId and GA4 name
+	// ("" when unknown).
+	Index     int    `json:"-"`
+	MessageID string `json:"-"`
+	EventName string `json:"-"`
+}
+
+// Validate maps events as the sink does and sends them to the validation
+// server (/debug/mp/collect), which records nothing, and returns every
+// message it has, each with its event. Events without a client identity
+// are reported locally, with the code VALUE_REQUIRED; identify, group and
+// alias events are skipped, as the sink skips them. An error means the
+// validation server could not be asked.
+func (s *Sink) Validate(ctx context.Context, events []*event.Event) ([]ValidationMessage, error) {
+	now := s.now()
+	var out []ValidationMessage
+	var items []*item
+	for i, e := range events {
+		m, skip, err := s.mapper.mapEvent(e, now)
+		switch {
+		case skip:
+			continue
+		case err != nil:
+			out = append(out, ValidationMessage{FieldPath: "client_id", Description: err.Error(), ValidationCode: "VALUE_REQUIRED",
+				Index: i, MessageID: e.MessageID, EventName: m.name})
+			continue
+		}
+		items = append(items, &item{pos: i, m: m, ev: e})
+	}
+	reqs := group(items)
+	for i := range reqs {
+		msgs, err := s.validate(ctx, &reqs[i])
+		if err != nil {
+			return out, err
+		}
+		out = append(out, msgs...)
+	}
+	return out, nil
+}
+
+// validate sends one request to the validation server and returns its
+// messages, each attributed to the request's event it names.
+func (s *Sink) validate(ctx context.Context, r *request) ([]ValidationMessage, error) {
+	body, err := s.post(ctx, debugPath, r)
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		ValidationMessages []ValidationMessage `json:"validationMessages"`
+	}
+	if err := json.Unmarshal(body, &resp); err != nil {
+		return nil, fmt.Errorf("ga4: decode validation response: %w", err)
+	}
+	for i := range resp.ValidationMessages {
+		m := &resp.ValidationMessages[i]
+		m.Index = -1
+		at := eventIndex(m, len(r.items))
+		if at < 0 {
+			continue
+		}
+		it := r.items[at]
+		m.Index, m.MessageID, m.EventName = it.pos, it.ev.MessageID, it.m.name
+	}
+	return resp.ValidationMessages, nil
+}
+
+// eventIndex finds which event of a request of n events a message is
+// about: the only one, or the one its description or field path names
+// ("Event at index: [3] ...", "events[3].params"); -1 if none.
+func eventIndex(m *ValidationMessage, n int) int {
+	if n == 1 {
+		return 0
+	}
+	for _, text := range []string{m.Description, m.FieldPath} {
+		for _, marker := range []string{"index: [", "events["} {
+			if i := strings.Index(text, marker); i >= 0 {
+				rest := text[i+len(marker):]
+				if j := strings.IndexByte(rest, ']'); j > 0 {
+					if k, err := strconv.Atoi(rest[:j]); err == nil && k >= 0 && k < n {
+						return k
+					}
+				}
+			}
+		}
+	}
+	return -1
+}
+
+// metrics are the sink's Prometheus metrics, prefixed sink_ga4_.
+type metrics struct {
+	requests      *prometheus.CounterVec
+	eventsSent    prometheus.Counter
+	requestBytes  prometheus.Counter
+	skipped       *prometheus.CounterVec
+	rejected      *prometheus.CounterVec
+	paramsDropped prometheus.Counter
+	validation    *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer, name string) (*metrics, error) {
+	labels := prometheus.Labels{"sink": name}
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sink_ga4_requests_total", ConstLabels: labels,
+			Help: "Requests to the Measurement Protocol by status code (\"error\": no response)."}, []string{"code"}),
+		eventsSent: prometheus.NewCounter(prometheus.CounterOpts{Name: "sink_ga4_events_sent_total", ConstLabels: labels,
+			Help: "Events in requests answered 2xx (to the validation server in Validate mode)."}),
+		requestBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "sink_ga4_request_bytes_total", ConstLabels: labels,
+			Help: "Bytes of request bodies sent."}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sink_ga4_events_skipped_total", ConstLabels: labels,
+			Help: "Events with no GA4 counterpart, not sent, by type."}, []string{"type"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sink_ga4_events_rejected_total", ConstLabels: labels,
+			Help: "Events reported failed, by reason (unmappable, refused)."}, []string{"reason"}),
+		paramsDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "sink_ga4_params_dropped_total", ConstLabels: labels,
+			Help: "Event parameters left out over GA4's 25 per event."}),
+		validation: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sink_ga4_validation_messages_total", ConstLabels: labels,
+			Help: "Messages of the validation server in Validate mode, by validation code."}, []string{"code"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.eventsSent, m.requestBytes, m.skipped, m.rejected, m.paramsDropped, m.validation} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("ga4: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,638 @@
+// Package segment is a sink that forwards events to Segment through the
+// HTTP Tracking API's /v1/batch endpoint (sinks.md §2.1).
+//
+// Each Write is sent at once, split into as many /v1/batch requests as
+// Segment's limits need: at most 500 KB per request, 32 KB per event and
+// 2,500 events per request. Events that Segment would reject or silently
+// drop (over 32 KB, without userId and anonymousId, a track without an
+// event name, a messageId of 100 characters or more) never leave the sink:
+// they come back in a *processor.PartialError and are parked with the
+// reason.
+//
+// Every event keeps its messageId, which is Segment's dedup key: delivery
+// is at least once, and a replay or a retry that resends a request
+// Segment had already accepted is deduplicated by Segment.
+//
+// What is sent, per event (see appendItem for the why of each rule):
+//   - every field as the gateway stored it, messageId, type, timestamp and
+//     originalTimestamp included;
+//   - without receivedAt and the client's sentAt, which describe the hop
+//     from the client to our gateway, not from us to Segment;
+//   - sentAt is stamped once per request, at send time, at batch level;
+//   - a batch-level context.library names this pipeline; Segment merges it
+//     under each event's own context, so a client's library wins.
+package segment
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/buildtelemetry/pipeline/event"
+	"github.com/buildtelemetry/pipeline/processor"
+)
+
+// Defaults of Config, and Segment's own limits (sinks.md §2.1). Segment
+// writes "KB"; like its own Go and Node libraries we read it as KiB.
+const (
+	// DefaultEndpoint is Segment's US endpoint.
+	DefaultEndpoint = "https://api.segment.io"
+	// EUEndpoint is the endpoint of EU workspaces.
+	EUEndpoint = "https://events.eu1.segmentapis.com"
+	// DefaultName is the sink's name, the key of its watermark and dead
+	// letters.
+	DefaultName = "segment"
+	// DefaultTimeout bounds one HTTP request, as analytics-node's
+	// httpRequestTimeout does. A Write of several requests may take
+	// longer; the processor's call timeout bounds the whole Write.
+	DefaultTimeout = 10 * time.Second
+	// DefaultMaxBatchBytes is Segment's limit on a /v1/batch body.
+	DefaultMaxBatchBytes = 500 << 10
+	// DefaultMaxEventBytes is Segment's limit on one event of a batch.
+	DefaultMaxEventBytes = 32 << 10
+	// DefaultMaxBatchEvents is Segment's limit on events per batch: above
+	// it Segment answers 200 and drops the events.
+	DefaultMaxBatchEvents = 2500
+	// MaxMessageIDLen is Segment's limit on messageId ("under 100
+	// characters").
+	MaxMessageIDLen = 99
+)
+
+// library is the batch-level context.library: Segment merges it into
+// every event that does not name its own client.
+const library = `{"library":{"name":"buildtelemetry-pipeline","version":"1"}}`
+
+// Config configures a Sink. Zero values mean the documented defaults.
+type Config struct {
+	// Endpoint is the API's origin, without path (DefaultEndpoint; EU
+	// workspaces use EUEndpoint). The sink posts to Endpoint + "/v1/batch".
+	Endpoint string
+	// WriteKey is the source's write key, sent as Basic auth. Required.
+	// It is never logged nor put in an error.
+	WriteKey string
+	// HTTPClient sends the requests (a client over
+	// http.DefaultTransport). Its own Timeout, if any, also applies.
+	HTTPClient *http.Client
+	// Timeout bounds each request (DefaultTimeout).
+	Timeout time.Duration
+	// MaxBatchBytes bounds each request body (DefaultMaxBatchBytes, also
+	// the most allowed).
+	MaxBatchBytes int
+	// MaxEventBytes bounds each event as sent (DefaultMaxEventBytes, also
+	// the most allowed); larger events are reported failed.
+	MaxEventBytes int
+	// MaxBatchEvents bounds the events of each request
+	// (DefaultMaxBatchEvents, also the most allowed).
+	MaxBatchEvents int
+	// Name is the sink's name (DefaultName). Never change it for a lease
+	// table in use: the sink's progress would start over.
+	Name string
+	// Registerer receives the sink's metrics, prefixed sink_segment_ and
+	// labelled with the sink's name; nil: unregistered.
+	Registerer prometheus.Registerer
+}
+
+// String describes the config with the write key redacted, so that
+// logging a Config never leaks it.
+func (c Config) String() string {
+	key := ""
+	if c.WriteKey != "" {
+		key = "[redacted]"
+	}
+	return fmt.Sprintf("segment.Config{Endpoint:%q WriteKey:%s Timeout:%v MaxBatchBytes:%d MaxEventBytes:%d MaxBatchEvents:%d Name:%q}",
+		c.Endpoint, key, c.Timeout, c.MaxBatchBytes, c.MaxEventBytes, c.MaxBatchEvents, c.Name)
+}
+
+// GoString is String, for %#v.
+func (c Config) GoString() string { return c.String() }
+
+// Errors of the sink; HTTP failures are *StatusError.
+var (
+	// ErrClosed is returned by a writer's Write and Flush after Close.
+	ErrClosed = errors.New("segment: writer closed")
+	// ErrEventTooLarge is the cause of events over MaxEventBytes, reported
+	// in a *processor.PartialError.
+	ErrEventTooLarge = errors.New("event too large")
+	// ErrEventInvalid is the cause of events Segment would drop: no
+	// userId and anonymousId, a track without an event name, a missing
+	// or too long messageId. Reported in a *processor.PartialError.
+	ErrEventInvalid = errors.New("event invalid")
+)
+
+// StatusError is a non-2xx answer of the API.
+type StatusError struct {
+	// Code is the HTTP status code.
+	Code int
+	// Body is the start of the response body, for the operator.
+	Body string
+}
+
+func (e *StatusError) Error() string {
+	if e.Body == "" {
+		return fmt.Sprintf("status %d", e.Code)
+	}
+	return fmt.Sprintf("status %d: %s", e.Code, e.Body)
+}
+
+// Sink sends events to Segment. It is safe for concurrent use by several
+// shards: each writer sends its own requests.
+type Sink struct {
+	cfg      Config
+	url      string
+	auth     string
+	client   *http.Client
+	log      *zap.Logger
+	metrics  *metrics
+	overhead int              // body bytes besides the items, commas excluded
+	maxEvent int              // the largest item that fits a request
+	now      func() time.Time // the clock that stamps sentAt
+}
+
+var (
+	_ processor.Sink   = (*Sink)(nil)
+	_ processor.Writer = (*writer)(nil)
+)
+
+// New validates cfg and returns a sink. It does no I/O: a wrong key or an
+// unreachable endpoint shows as failed writes, which the processor parks.
+func New(cfg Config, log *zap.Logger) (*Sink, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if cfg.WriteKey == "" {
+		return nil, errors.New("segment: new sink: WriteKey is required")
+	}
+	if cfg.Endpoint == "" {
+		cfg.Endpoint = DefaultEndpoint
+	}
+	u, err := url.Parse(cfg.Endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("segment: new sink: Endpoint %q is not an http(s) URL", cfg.Endpoint)
+	}
+	if cfg.Name == "" {
+		cfg.Name = DefaultName
+	}
+	if cfg.Timeout < 0 {
+		return nil, fmt.Errorf("segment: new sink: Timeout %v is negative", cfg.Timeout)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	for _, l := range []struct {
+		name string
+		v    *int
+		max  int
+	}{
+		{"MaxBatchBytes", &cfg.MaxBatchBytes, DefaultMaxBatchBytes},
+		{"MaxEventBytes", &cfg.MaxEventBytes, DefaultMaxEventBytes},
+		{"MaxBatchEvents", &cfg.MaxBatchEvents, DefaultMaxBatchEvents},
+	} {
+		if *l.v == 0 {
+			*l.v = l.max
+		}
+		if *l.v < 0 || *l.v > l.max {
+			return nil, fmt.Errorf("segment: new sink: %s %d is outside Segment's limit 1..%d", l.name, *l.v, l.max)
+		}
+	}
+	s := &Sink{
+		cfg:    cfg,
+		url:    strings.TrimRight(cfg.Endpoint, "/") + "/v1/batch",
+		auth:   "Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.WriteKey+":")),
+		client: cfg.HTTPClient,
+		log:    log.With(zap.String("sink", cfg.Name)),
+		now:    time.Now,
+	}
+	s.overhead = len(s.appendBody(nil, nil, time.Time{}))
+	if cfg.MaxBatchBytes < s.overhead+2 {
+		return nil, fmt.Errorf("segment: new sink: MaxBatchBytes %d leaves no room for an event", cfg.MaxBatchBytes)
+	}
+	// With a small MaxBatchBytes, an event that would not fit a request
+	// of its own is as undeliverable as one over MaxEventBytes.
+	s.maxEvent = min(cfg.MaxEventBytes, cfg.MaxBatchBytes-s.overhead)
+	if s.client == nil {
+		// The default transport keeps two idle connections per host,
+		// enough for sequential requests per shard of a few shards; more
+		// shards only open more connections.
+		s.client = &http.Client{Transport: http.DefaultTransport}
+	}
+	if s.metrics, err = newMetrics(cfg.Registerer, cfg.Name); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Name returns the sink's name.
+func (s *Sink) Name() string { return s.cfg.Name }
+
+// Open returns a writer for one shard. The sink keeps no per-shard state.
+func (s *Sink) Open(context.Context, processor.Shard) (processor.Writer, error) {
+	return &writer{s: s}, nil
+}
+
+// writer sends one shard's records. As the Writer contract allows, it is
+// not safe for concurrent use.
+type writer struct {
+	s       *Sink
+	durable string
+	closed  bool
+	// resume remembers how far a failed Write got, so that the
+	// processor's retry with the same records does not resend requests
+	// Segment accepted. It is only an optimisation: Segment dedups on
+	// messageId, so resending would be harmless, just wasteful.
+	resume *progress
+}
+
+// progress is how far a Write got through its records.
+type progress struct {
+	first, last string // sequence numbers of the records
+	events      int
+	// done is the count of events, in record order, settled: sent or
+	// rejected.
+	done int
+	// rejected are events Segment refused with a 400, by position.
+	rejected []rejection
+}
+
+type rejection struct {
+	pos int
+	err error
+}
+
+// item is one event ready to send.
+type item struct {
+	pos      int // in record order, over all events of the Write
+	rec, idx int
+	body     []byte
+}
+
+// Write sends every event of recs, in as many requests as Segment's
+// limits need, one after the other, and returns when all are settled:
+//   - nil: all were accepted, and recs are durable;
+//   - *processor.PartialError: the events listed can never be delivered
+//     (too large, invalid, or in a request Segment answered 400); the rest
+//     were accepted;
+//   - processor.Permanent: nothing can be delivered (bad write key, every
+//     event in a request answered 400, any other 4xx);
+//   - any other error is transient (network, timeout, 5xx, 408, 429 with
+//     processor.RetryAfter). A retry with the same records resumes after
+//     the requests already accepted.
+func (w *writer) Write(ctx context.Context, recs []processor.Record) error {
+	if w.closed {
+		return ErrClosed
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	p := w.progressFor(recs)
+	var (
+		failed   []processor.FailedEvent
+		batch    []item
+		size     = w.s.overhead
+		sendable int
+	)
+	send := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := w.s.send(ctx, batch)
+		var se *StatusError
+		switch {
+		case err == nil:
+		case errors.As(err, &se) && (se.Code == http.StatusBadRequest || se.Code == http.StatusRequestEntityTooLarge):
+			// Segment answers 400 only for an oversize body or invalid
+			// JSON: this request can never succeed, the next ones may.
+			w.s.log.Warn("request rejected, reporting its events failed", zap.Int("events", len(batch)), zap.Error(err))
+			for _, it := range batch {
+				p.rejected = append(p.rejected, rejection{it.pos, err})
+			}
+		default:
+			return err
+		}
+		p.done = batch[len(batch)-1].pos + 1
+		batch, size = batch[:0], w.s.overhead
+		return nil
+	}
+	var buf []byte
+	pos := -1
+	for ri := range recs {
+		r := &recs[ri]
+		for ei, e := range r.Events {
+			pos++
+			start := len(buf)
+			buf = appendItem(buf, e)
+			body := buf[start:]
+			if err := w.s.check(e, len(body)); err != nil {
+				w.s.metrics.rejected.WithLabelValues(reasonOf(err)).Inc()
+				failed = append(failed, processor.FailedEvent{Record: r, Index: ei, Err: err})
+				continue
+			}
+			sendable++
+			if pos < p.done {
+				continue
+			}
+			add := len(body)
+			if len(batch) > 0 {
+				add++ // the comma
+			}
+			if len(batch) == w.s.cfg.MaxBatchEvents || size+add > w.s.cfg.MaxBatchBytes {
+				if err := send(); err != nil {
+					return err
+				}
+				add = len(body)
+			}
+			batch = append(batch, item{pos: pos, rec: ri, idx: ei, body: body})
+			size += add
+		}
+	}
+	if err := send(); err != nil {
+		return err
+	}
+	w.resume = nil
+	w.durable = recs[len(recs)-1].SequenceNumber
+	if len(p.rejected) > 0 && len(p.rejected) == sendable && len(failed) == 0 {
+		return processor.Permanent(p.rejected[0].err)
+	}
+	for _, rj := range p.rejected {
+		ri, ei := locate(recs, rj.pos)
+		failed = append(failed, processor.FailedEvent{Record: &recs[ri], Index: ei, Err: rj.err})
+	}
+	if len(failed) > 0 {
+		return &processor.PartialError{Failed: failed}
+	}
+	return nil
+}
+
+// progressFor returns the progress of an earlier failed Write of the same
+// records, or a fresh one. The processor retries with exactly the records
+// it gave, so their first and last sequence numbers and event count
+// identify them.
+func (w *writer) progressFor(recs []processor.Record) *progress {
+	n := 0
+	for _, r := range recs {
+		n += len(r.Events)
+	}
+	first, last := recs[0].SequenceNumber, recs[len(recs)-1].SequenceNumber
+	if p := w.resume; p != nil && p.first == first && p.last == last && p.events == n {
+		return p
+	}
+	w.resume = &progress{first: first, last: last, events: n}
+	return w.resume
+}
+
+// locate returns the record and event index of the event at pos.
+func locate(recs []processor.Record, pos int) (int, int) {
+	for ri, r := range recs {
+		if pos < len(r.Events) {
+			return ri, pos
+		}
+		pos -= len(r.Events)
+	}
+	return -1, -1 // unreachable: positions come from recs
+}
+
+// Flush does nothing: Write sends synchronously.
+func (w *writer) Flush(context.Context) error {
+	if w.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Durable returns the last sequence number of a Write that settled.
+func (w *writer) Durable() string { return w.durable }
+
+// Close drops the writer's state; there is no buffer to lose.
+func (w *writer) Close() error {
+	w.closed = true
+	w.resume = nil
+	return nil
+}
+
+// check reports why Segment would refuse e, of size bytes as sent. The
+// gateway checks the same for its own events; events of other producers
+// may still miss them, and Segment would answer 200 and drop them.
+func (s *Sink) check(e *event.Event, size int) error {
+	switch {
+	case size > s.maxEvent:
+		return fmt.Errorf("segment: event %s is %d bytes, over the limit of %d: %w", e.MessageID, size, s.maxEvent, ErrEventTooLarge)
+	case e.MessageID == "":
+		return fmt.Errorf("segment: event has no messageId: %w", ErrEventInvalid)
+	case len(e.MessageID) > MaxMessageIDLen:
+		return fmt.Errorf("segment: event messageId is %d characters, over the limit of %d: %w", len(e.MessageID), MaxMessageIDLen, ErrEventInvalid)
+	case e.UserID == "" && e.AnonymousID == "":
+		return fmt.Errorf("segment: event %s has no userId or anonymousId: %w", e.MessageID, ErrEventInvalid)
+	case e.Type == event.Track && e.Name == "":
+		return fmt.Errorf("segment: track event %s has no event name: %w", e.MessageID, ErrEventInvalid)
+	}
+	return nil
+}
+
+func reasonOf(err error) string {
+	if errors.Is(err, ErrEventTooLarge) {
+		return "too_large"
+	}
+	return "invalid"
+}
+
+// dropped are the fields not sent:
+//   - receivedAt is set by Segment when the request arrives; ours is when
+//     our gateway got the event, and Segment would overwrite it anyway.
+//   - sentAt is the client's clock when it sent the event to our gateway,
+//     already used by the gateway to correct timestamp; towards Segment we
+//     are the sender, and sentAt is stamped per request at batch level.
+//   - writeKey never belongs in an event (the gateway drops it too).
+//
+// timestamp is kept, and must be: without it Segment would compute
+// receivedAt - (sentAt - originalTimestamp), mixing the client's clock in
+// originalTimestamp with ours in sentAt. The gateway's timestamp is
+// already corrected for the client's clock skew.
+var dropped = []string{event.FieldReceivedAt, event.FieldSentAt, event.FieldWriteKey}
+
+// appendItem appends e as one batch item: its fields as stored, keys
+// sorted, without the dropped ones.
+func appendItem(dst []byte, e *event.Event) []byte {
+	names := e.FieldNames()
+	slices.Sort(names)
+	dst = append(dst, '{')
+	first := true
+	for _, k := range names {
+		if slices.Contains(dropped, k) {
+			continue
+		}
+		v := e.Field(k)
+		if len(v) == 0 {
+			continue
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = appendString(dst, k)
+		dst = append(dst, ':')
+		dst = append(dst, v...)
+	}
+	return append(dst, '}')
+}
+
+// appendString appends s as a JSON string.
+func appendString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			b, _ := json.Marshal(s) // a string always marshals
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}
+
+// appendBody appends a /v1/batch body. Its size is the overhead plus the
+// items and the commas between them: sentAt always has the same length.
+func (s *Sink) appendBody(dst []byte, items []item, sentAt time.Time) []byte {
+	dst = append(dst, `{"batch":[`...)
+	for i, it := range items {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, it.body...)
+	}
+	dst = append(dst, `],"context":`...)
+	dst = append(dst, library...)
+	dst = append(dst, `,"sentAt":"`...)
+	dst = sentAt.UTC().AppendFormat(dst, event.TimeLayout)
+	return append(dst, `"}`...)
+}
+
+// send posts one batch. sentAt is stamped now, so a retried request
+// carries the time of its own attempt, as Segment's libraries do.
+func (s *Sink) send(ctx context.Context, items []item) error {
+	body := s.appendBody(make([]byte, 0, s.overhead+len(items)*800), items, s.now())
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
+	if err != nil {
+		return processor.Permanent(fmt.Errorf("segment: create request: %w", err))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", s.auth)
+	req.Header.Set("User-Agent", "buildtelemetry-pipeline")
+	s.metrics.requestBytes.Add(float64(len(body)))
+	resp, err := s.client.Do(req)
+	if err != nil {
+		s.metrics.requests.WithLabelValues("error").Inc()
+		// A *url.Error names the URL, which holds no credential here;
+		// still, only its cause is kept, the same way in every sink.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("segment: post batch of %d events: %w", len(items), err)
+	}
+	defer resp.Body.Close()
+	s.metrics.requests.WithLabelValues(strconv.Itoa(resp.StatusCode)).Inc()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		// Drain so the connection is reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		s.metrics.eventsSent.Add(float64(len(items)))
+		return nil
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	serr := &StatusError{Code: resp.StatusCode, Body: s.redact(strings.TrimSpace(string(msg)))}
+	err = fmt.Errorf("segment: post batch of %d events: %w", len(items), serr)
+	return classify(err, resp, s.now())
+}
+
+// classify marks an error response for the processor: 429, 408 and 5xx
+// are transient (429 and 503 with the delay the server asked for), 400 is
+// left to Write, which rejects the request's events, and every other
+// status can never succeed.
+func classify(err error, resp *http.Response, now time.Time) error {
+	code := resp.StatusCode
+	switch {
+	case code == http.StatusTooManyRequests || code >= 500:
+		if d := retryAfter(resp.Header, now); d > 0 {
+			return processor.RetryAfter(err, d)
+		}
+		return err
+	case code == http.StatusRequestTimeout:
+		return err
+	case code == http.StatusBadRequest || code == http.StatusRequestEntityTooLarge:
+		return err
+	}
+	return processor.Permanent(err)
+}
+
+// retryAfter returns the longer of the delays asked by Retry-After
+// (seconds or an HTTP date) and X-RateLimit-Reset (seconds to wait, or a
+// Unix time in seconds when it is that large), or 0.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	var d time.Duration
+	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
+		if n, err := strconv.ParseFloat(v, 64); err == nil && n > 0 {
+			d = time.Duration(n * float64(time.Second))
+		} else if t, err := http.ParseTime(v); err == nil {
+			d = t.Sub(now)
+		}
+	}
+	if v := strings.TrimSpace(h.Get("X-RateLimit-Reset")); v != "" {
+		if n, err := strconv.ParseFloat(v, 64); err == nil && n > 0 {
+			r := time.Duration(n * float64(time.Second))
+			if n > 1e9 { // a Unix time, not a delay
+				r = time.Unix(int64(n), 0).Sub(now)
+			}
+			d = max(d, r)
+		}
+	}
+	return max(d, 0)
+}
+
+// redact removes the write key from text that came back from the server.
+func (s *Sink) redact(text string) string {
+	return strings.ReplaceAll(text, s.cfg.WriteKey, "[redacted]")
+}
+
+// metrics are the sink's Prometheus metrics, prefixed sink_segment_.
+type metrics struct {
+	requests     *prometheus.CounterVec
+	eventsSent   prometheus.Counter
+	requestBytes prometheus.Counter
+	rejected     *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer, name string) (*metrics, error) {
+	labels := prometheus.Labels{"sink": name}
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sink_segment_requests_total", ConstLabels: labels,
+			Help: "Requests to /v1/batch by status code (\"error\": no response)."}, []string{"code"}),
+		eventsSent: prometheus.NewCounter(prometheus.CounterOpts{Name: "sink_segment_events_sent_total", ConstLabels: labels,
+			Help: "Events in requests Segment accepted (a retry may count an event again)."}),
+		requestBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "sink_segment_request_bytes_total", ConstLabels: labels,
+			Help: "Bytes of request bodies sent."}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sink_segment_events_rejected_total", ConstLabels: labels,
+			Help: "Events never sent because Segment would refuse them, by reason (too_large, invalid)."}, []string{"reason"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.eventsSent, m.requestBytes, m.rejected} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("segment: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
