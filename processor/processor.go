@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -29,6 +30,9 @@ type RecordProcessor struct {
 
 	mu     sync.Mutex // guards closed against close from the factory
 	closed bool
+	// leaseLost is set by a sink goroutine that learned, saving its
+	// state, that the lease is gone; the processor closes after the fan-out.
+	leaseLost atomic.Bool
 
 	sinks    []*shardSink
 	saved    Progress // what the lease row holds
@@ -117,6 +121,11 @@ func (p *RecordProcessor) ProcessRecords(in *kcl.ProcessRecordsInput) {
 		p.unsaved = append(p.unsaved, seqTime{p.lastSeq, aws.ToTime(in.Records[0].ApproximateArrivalTimestamp)})
 	}
 	p.fanOut(recs, false)
+	if p.leaseLost.Load() {
+		p.log.Warn("lease lost while delivering; dropping sink state")
+		p.close("lease lost")
+		return
+	}
 	p.checkpoint(false)
 	p.f.metrics.batchDuration.Observe(time.Since(start).Seconds())
 	lag := 0.0
@@ -277,9 +286,9 @@ func (p *RecordProcessor) deliver(ss *shardSink, recs []Record, flush bool) {
 		p.parkSink(ss, recs, ReasonBreakerOpen, errBreakerOpen)
 		return
 	}
-	// Write even an empty batch: it is the tick that lets a buffering
-	// sink flush by age while the stream is idle.
-	if err := p.call(ss, recs, func(ctx context.Context, w Writer) error { return w.Write(ctx, recs) }); err != nil {
+	if len(recs) == 0 {
+		p.tick(ss)
+	} else if err := p.call(ss, recs, func(ctx context.Context, w Writer) error { return w.Write(ctx, recs) }); err != nil {
 		p.parkSink(ss, recs, reasonOf(err), err)
 		return
 	}
@@ -291,6 +300,21 @@ func (p *RecordProcessor) deliver(ss *shardSink, recs []Record, flush bool) {
 		}
 	}
 	p.settle(ss)
+}
+
+// tick writes an empty batch: it lets a buffering sink flush by age while
+// the stream is idle. It bypasses the breaker: a call that sends nothing
+// would count as a success and close an open breaker without a real
+// probe. A failed tick is left for the next real Write to surface.
+func (p *RecordProcessor) tick(ss *shardSink) {
+	if ss.w == nil || ss.rt.breaker.open() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, p.f.cfg.CallTimeout)
+	defer cancel()
+	if err := ss.w.Write(ctx, nil); err != nil && p.ctx.Err() == nil {
+		p.log.Debug("sink tick failed", zap.String("sink", ss.rt.name), zap.Error(err))
+	}
 }
 
 // call runs one writer operation through the sink's breaker, with the
@@ -320,6 +344,10 @@ func (p *RecordProcessor) call(ss *shardSink, recs []Record, op func(context.Con
 		case errors.As(err, &pe):
 			p.parkFailed(ss, pe)
 			return nil
+		case errors.Is(err, ErrLeaseLost):
+			// A writer saving its state found the lease gone.
+			p.leaseLost.Store(true)
+			return err
 		case errors.Is(err, errBreakerOpen), IsPermanent(err), p.ctx.Err() != nil:
 			return err
 		}
@@ -392,7 +420,7 @@ func (p *RecordProcessor) settle(ss *shardSink) {
 // drops its writer: the sink starts afresh after the parked records, so
 // nothing is both parked and delivered from the same buffer.
 func (p *RecordProcessor) parkSink(ss *shardSink, recs []Record, reason string, cause error) {
-	if p.ctx.Err() != nil {
+	if p.ctx.Err() != nil || p.leaseLost.Load() {
 		return // shutting down or lease lost: the next lease replays
 	}
 	all := append(append([]Record(nil), ss.outstanding...), recs...)

@@ -6,11 +6,11 @@ import (
 	"time"
 )
 
-func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+func getenvOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
 func TestLoadRunConfig(t *testing.T) {
 	base := map[string]string{"KINESIS_STREAM": "s", "DEADLETTER_BUCKET": "b"}
-	c, err := loadRunConfig(nil, env(base))
+	c, err := loadRunConfig(nil, getenvOf(base))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +26,7 @@ func TestLoadRunConfig(t *testing.T) {
 		{map[string]string{"KINESIS_STREAM": "s", "DEADLETTER_BUCKET": "b", "WORKER_LEASE_REFRESH": "9s"}, "WORKER_LEASE_REFRESH"},
 		{map[string]string{"KINESIS_STREAM": "s", "DEADLETTER_BUCKET": "b", "WORKER_MAX_RECORDS": "lots"}, "WORKER_MAX_RECORDS"},
 	} {
-		if _, err := loadRunConfig(nil, env(tc.env)); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := loadRunConfig(nil, getenvOf(tc.env)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("env %v: error %v, want one naming %s", tc.env, err, tc.want)
 		}
 	}

@@ -1,0 +1,207 @@
+//go:build integration
+
+package main
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// segmentServer stands in for Segment's /v1/batch: Basic auth with the
+// write key, and an outage switch.
+type segmentServer struct {
+	key  string
+	mu   sync.Mutex
+	down bool
+	got  map[string]int
+	srv  *httptest.Server
+}
+
+func newSegmentServer(t *testing.T, key string) *segmentServer {
+	s := &segmentServer{key: key, got: map[string]int{}}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		down := s.down
+		s.mu.Unlock()
+		if down {
+			http.Error(w, "service unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		if r.URL.Path != "/v1/batch" || r.Header.Get("Authorization") != "Basic "+base64.StdEncoding.EncodeToString([]byte(key+":")) {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		var body struct {
+			Batch []struct {
+				MessageID string `json:"messageId"`
+			} `json:"batch"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, "bad json", http.StatusBadRequest)
+			return
+		}
+		s.mu.Lock()
+		for _, e := range body.Batch {
+			s.got[e.MessageID]++
+		}
+		s.mu.Unlock()
+		w.Write([]byte(`{"success":true}`))
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *segmentServer) setDown(down bool) {
+	s.mu.Lock()
+	s.down = down
+	s.mu.Unlock()
+}
+
+func (s *segmentServer) received() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.got))
+	for k, v := range s.got {
+		out[k] = v
+	}
+	return out
+}
+
+func buildGateway(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "gateway")
+	if out, err := exec.Command("go", "build", "-race", "-o", bin, "../gateway").CombinedOutput(); err != nil {
+		t.Fatalf("build gateway: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestSegmentOutageEndToEnd: gateway → Kinesis → worker. Segment is down
+// for a few seconds: its breaker opens, the other sinks keep receiving,
+// and after the outage every event reaches Segment, directly or through
+// the replay command.
+func TestSegmentOutageEndToEnd(t *testing.T) {
+	e := newEnv(t, 4)
+	seg := newSegmentServer(t, "seg-key")
+	segEnv := []string{"SEGMENT_WRITE_KEY=seg-key", "SEGMENT_ENDPOINT=" + seg.srv.URL,
+		"WORKER_BREAKER_FAILURES=3", "WORKER_BREAKER_OPEN_TIMEOUT=2s", "WORKER_RETRY_BUDGET=3s"}
+	w := e.startWorker("wa", segEnv...)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	gw := exec.Command(buildGateway(t))
+	gw.Env = append(e.s.Endpoints().ChildEnv(), "KINESIS_STREAM="+e.stream, "GATEWAY_ADDR="+addr,
+		"GATEWAY_METRICS_ADDR=127.0.0.1:0", "GATEWAY_WRITE_KEYS=gw-key=e2e")
+	gwLogs := &syncBuffer{}
+	gw.Stdout, gw.Stderr = gwLogs, gwLogs
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Process.Kill()
+	waitFor(t, "gateway ready", 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+
+	var acked []string
+	send := func(batch int) {
+		var items []string
+		var ids []string
+		for j := 0; j < 10; j++ {
+			id := fmt.Sprintf("e2e-%d-%d", batch, j)
+			ids = append(ids, id)
+			items = append(items, fmt.Sprintf(`{"type":"track","messageId":%q,"userId":"buildbot_user","event":"build:ci_build_process_completed","properties":{"buildVersion":"29.%d.0"}}`, id, j))
+		}
+		req, _ := http.NewRequest("POST", "http://"+addr+"/v1/batch", strings.NewReader(`{"batch":[`+strings.Join(items, ",")+`]}`))
+		req.SetBasicAuth("gw-key", "")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			acked = append(acked, ids...)
+		}
+	}
+	for i := 0; i < 10; i++ {
+		send(i)
+	}
+	seg.setDown(true)
+	for i := 10; i < 40; i++ {
+		send(i)
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The other sinks keep receiving during the outage.
+	waitFor(t, "file sink to receive every event during the outage", 60*time.Second, allDelivered(t, acked, w))
+	waitFor(t, "segment breaker to open", 30*time.Second, func() bool {
+		return strings.Contains(w.logs.String(), `"to":"open"`)
+	})
+	seg.setDown(false)
+	// Once a half-open probe succeeds the breaker closes, and new events
+	// go straight to Segment again.
+	// The probe needs traffic: keep sending until the breaker closed.
+	closedBefore := strings.Count(w.logs.String(), `"to":"closed"`)
+	batch := 40
+	waitFor(t, "segment breaker to close after the outage", 60*time.Second, func() bool {
+		send(batch)
+		batch++
+		time.Sleep(100 * time.Millisecond)
+		return strings.Count(w.logs.String(), `"to":"closed"`) > closedBefore
+	})
+	after := len(acked)
+	for i := 0; i < 10; i++ {
+		send(batch + i)
+	}
+	waitFor(t, "file sink", 60*time.Second, allDelivered(t, acked, w))
+	waitFor(t, "events after the outage to reach Segment directly", 60*time.Second, func() bool {
+		got := seg.received()
+		for _, id := range acked[after:] {
+			if got[id] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+
+	// What was parked during the outage reaches Segment by replay.
+	cmd := exec.Command(workerBin(t), "replay", "-sink", "segment")
+	cmd.Env = append(e.s.Endpoints().ChildEnv(), append(segEnv, "KINESIS_STREAM="+e.stream, "DEADLETTER_BUCKET="+e.bucket)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("replay: %v\n%s", err, out)
+	}
+	got := seg.received()
+	missing := 0
+	for _, id := range acked {
+		if got[id] == 0 {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Fatalf("%d of %d acknowledged events never reached Segment", missing, len(acked))
+	}
+	t.Logf("%d events acknowledged, all reached Segment (%d distinct); replay: %s", len(acked), len(got), strings.TrimSpace(lastLine(string(out))))
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
