@@ -7,7 +7,7 @@ BIN      := bin
 # -race needs cgo; the machine has gcc.
 export CGO_ENABLED ?= 1
 
-.PHONY: all deps build run test test-unit bench fuzz lint
+.PHONY: all deps build run counts test test-unit bench fuzz lint
 
 all: build
 
@@ -24,6 +24,15 @@ build:
 # two workers. Ctrl-C stops everything.
 run: deps build
 	$(BIN)/devstack run
+
+# Version adoption from the DynamoDB counters of the stack `make run`
+# started (DIM: buildVersion, nodeVersion, osPlatform, framework, status,
+# plugin; DAYS: days shown).
+DIM  ?= buildVersion
+DAYS ?= 7
+counts: build
+	@test -f .run/stack.env || (echo "no local stack: run make run first"; exit 1)
+	@. .run/stack.env && $(BIN)/worker counts -dimension $(DIM) -days $(DAYS)
 
 # Every test, unit and integration, with the race detector, against one
 # shared emulator stack.

@@ -58,6 +58,8 @@ var groups = []struct {
 	{"processor", benchProcessor},
 	{"failover", benchFailover},
 	{"saas", benchSaaSSinks},
+	{"s3", benchS3Sink},
+	{"dynamodb", benchDynamoDBSink},
 }
 
 // figure is one measured value.

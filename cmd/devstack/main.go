@@ -3,6 +3,7 @@
 // Usage:
 //
 //	devstack env -out FILE [-data DIR] [-kinesis-port N] [-dynamodb-port N] [-s3-port N] [-node-dir DIR]
+//	devstack s3 [-bucket B] [-prefix P] [-cat]
 //	devstack run [-bin DIR] [-dir DIR] [-stream NAME] [-shards N] [-gateway-addr ADDR] ...
 //
 // run is `make run`: the emulators, the stream and bucket, the gateway (and
@@ -63,6 +64,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return runEnv(ctx, args[1:], stderr)
 	case "run":
 		return runRun(ctx, args[1:], os.Stdout, stderr)
+	case "s3":
+		return runS3(ctx, args[1:], os.Stdout)
 	default:
 		return fmt.Errorf("%w (unknown command %q)", errUsage, args[0])
 	}

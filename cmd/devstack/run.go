@@ -81,6 +81,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	env := append(s.Endpoints().ChildEnv(),
 		"KINESIS_STREAM="+c.stream,
 		"S3_BUCKET="+c.bucket,
+		"DYNAMODB_COUNTS_TABLE=telemetry-counts",
 	)
 	envFile := filepath.Join(c.runDir, "stack.env")
 	if err := writeEnvFile(envFile, env); err != nil {
@@ -116,6 +117,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			"WORKER_APP=telemetry-worker",
 			"DEADLETTER_BUCKET="+c.bucket,
 			"SINK_FILE_PATH="+eventsFile,
+			// Small buffers so that objects show up within seconds.
+			"S3_BUFFER_INTERVAL=5s",
+			"S3_BUFFER_BYTES=1048576",
 		)
 		wenv = append(wenv, passThrough(os.Environ())...)
 		w, err := startChild(filepath.Join(c.binDir, "worker"), filepath.Join(c.runDir, fmt.Sprintf("worker-%d.log", i)), wenv, "run")
@@ -145,11 +149,13 @@ Send an event (write key %q):
     -d '{"userId":"buildbot_user","event":"build:ci_build_process_completed","timestamp":%d,"properties":{"buildVersion":"29.50.1","nodeVersion":"v20.14.0","status":"success"}}'
 
 See what arrived:
-  tail -f %s                         # every event the workers delivered (file sink)
-  source %s && %s/worker tail   # the raw stream, decoded
+  tail -f %[14]s                          # every event the workers delivered (file sink)
+  source %[15]s && %[16]s/worker tail       # the raw stream, decoded
+  source %[15]s && %[16]s/devstack s3       # S3 objects (gzip NDJSON, Athena layout); -cat prints them
+  source %[15]s && %[16]s/worker counts     # build-version adoption from DynamoDB (or: make counts)
 
 Sinks:
-%s`, s.Endpoints().Kinesis, c.stream, c.shards, s.Endpoints().DynamoDB, s.Endpoints().S3, c.bucket,
+%[17]s`, s.Endpoints().Kinesis, c.stream, c.shards, s.Endpoints().DynamoDB, s.Endpoints().S3, c.bucket,
 		c.gatewayAddr, c.metricsAddr, c.runDir, c.devKey, c.devKey, c.gatewayAddr, time.Now().UnixMilli(),
 		eventsFile, envFile, c.binDir, sinkStatus(os.Getenv))
 
@@ -255,6 +261,8 @@ func passThrough(environ []string) []string {
 func sinkStatus(getenv func(string) string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "  file      on  -> .run/events.ndjson\n")
+	fmt.Fprintf(&b, "  s3        on  -> bucket telemetry-events, events/YYYY/MM/DD/HH/ (objects every 5 s)\n")
+	fmt.Fprintf(&b, "  dynamodb  on  -> table telemetry-counts\n")
 	if getenv("SEGMENT_WRITE_KEY") != "" {
 		fmt.Fprintf(&b, "  segment   on  (SEGMENT_WRITE_KEY is set)\n")
 	} else {

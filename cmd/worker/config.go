@@ -49,6 +49,19 @@ type runConfig struct {
 	GA4Concurrency      int
 	GA4Timeout          time.Duration
 
+	S3Bucket             string
+	S3Prefix             string
+	S3ErrorPrefix        string
+	S3BufferBytes        int
+	S3BufferInterval     time.Duration
+	S3MultipartThreshold int
+	S3MaxEventBytes      int
+
+	CountsTable      string
+	CountDimensions  string
+	CountEvents      string
+	CountParallelism int
+
 	// EnvVars lists every environment variable read, for the chart tests.
 	EnvVars []string
 	// PrintEnv asks for EnvVars to be printed instead of running.
@@ -102,6 +115,17 @@ func loadRunConfig(args []string, getenv func(string) string) (runConfig, error)
 	fs.String(&c.GA4SharedUserIDs, "ga4-shared-user-ids", "GA4_SHARED_USER_IDS", "buildbot_user", "userIds shared by many users, never sent as user_id (comma-separated)")
 	fs.Int(&c.GA4Concurrency, "ga4-concurrency", "GA4_CONCURRENCY", 8, "concurrent GA4 requests per shard")
 	fs.Duration(&c.GA4Timeout, "ga4-timeout", "GA4_TIMEOUT", 10*time.Second, "timeout of one GA4 request")
+	fs.String(&c.S3Bucket, "s3-bucket", "S3_BUCKET", "", "bucket of the Firehose-style event objects; empty: the S3 sink is off")
+	fs.String(&c.S3Prefix, "s3-prefix", "S3_PREFIX", "events/", "key prefix of event objects (the Athena table's location)")
+	fs.String(&c.S3ErrorPrefix, "s3-error-prefix", "S3_ERROR_PREFIX", "errors/", "key prefix of records that cannot be written")
+	fs.Int(&c.S3BufferBytes, "s3-buffer-bytes", "S3_BUFFER_BYTES", 5<<20, "uncompressed bytes buffered per shard before an object is written")
+	fs.Duration(&c.S3BufferInterval, "s3-buffer-interval", "S3_BUFFER_INTERVAL", 300*time.Second, "oldest buffered event's age that writes an object")
+	fs.Int(&c.S3MultipartThreshold, "s3-multipart-threshold", "S3_MULTIPART_THRESHOLD", 8<<20, "compressed object size from which multipart upload is used")
+	fs.Int(&c.S3MaxEventBytes, "s3-max-event-bytes", "S3_MAX_EVENT_BYTES", 1000<<10, "larger events go to the error prefix")
+	fs.String(&c.CountsTable, "counts-table", "DYNAMODB_COUNTS_TABLE", "", "DynamoDB table of build-version counts, created if missing; empty: the DynamoDB sink is off")
+	fs.String(&c.CountDimensions, "count-dimensions", "DYNAMODB_COUNT_DIMENSIONS", "", "counted dimensions as name=property.path,... (empty: buildVersion, nodeVersion, osPlatform, framework, status, plugin)")
+	fs.String(&c.CountEvents, "count-events", "DYNAMODB_COUNT_EVENTS", "", "track events counted, comma-separated, * for all (empty: Netlify Build's build events)")
+	fs.Int(&c.CountParallelism, "count-parallelism", "DYNAMODB_COUNT_PARALLELISM", 8, "concurrent counter updates per shard")
 	fs.BoolVar(&c.PrintEnv, "print-env", false, "print the environment variables the worker reads, one per line, and exit")
 	if err := fs.Parse(args); err != nil {
 		return c, err

@@ -4,6 +4,7 @@
 //	worker tail   print the stream's events as NDJSON, decoded from our
 //	              record format (or plain JSON records)
 //	worker replay re-drive parked records into their sink
+//	worker counts print version adoption from the DynamoDB counters
 package main
 
 import (
@@ -20,6 +21,7 @@ commands:
   run      lease shards and deliver events to every configured sink
   tail     print the events in the stream as NDJSON
   replay   re-drive parked records of one sink from the dead-letter store
+  counts   print version adoption from the DynamoDB counters
 `
 
 func main() {
@@ -35,6 +37,8 @@ func main() {
 		err = runWorker(os.Args[2:], os.Getenv)
 	case "replay":
 		err = runReplay(ctx, os.Args[2:], os.Getenv)
+	case "counts":
+		err = runCounts(ctx, os.Args[2:], os.Getenv, os.Stdout)
 	case "tail":
 		err = runTail(ctx, os.Args[2:], os.Getenv, os.Stdout)
 	case "-h", "-help", "--help", "help":

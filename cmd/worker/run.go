@@ -31,8 +31,10 @@ import (
 	"github.com/buildtelemetry/pipeline/internal/kcladapter"
 	"github.com/buildtelemetry/pipeline/internal/zaplog"
 	"github.com/buildtelemetry/pipeline/processor"
+	ddbsink "github.com/buildtelemetry/pipeline/sink/dynamodb"
 	"github.com/buildtelemetry/pipeline/sink/file"
 	"github.com/buildtelemetry/pipeline/sink/ga4"
+	s3sink "github.com/buildtelemetry/pipeline/sink/s3"
 	"github.com/buildtelemetry/pipeline/sink/segment"
 )
 
@@ -243,6 +245,30 @@ func buildSinks(ctx context.Context, cfg runConfig, clients *awsClients, reg pro
 	} else {
 		log.Info("sink off: no credentials (GA4_MEASUREMENT_ID and GA4_API_SECRET or GA4_API_SECRET_FILE)", zap.String("sink", "ga4"))
 	}
+	if cfg.S3Bucket != "" {
+		s, err := s3sink.New(clients.s3, s3sink.Config{Bucket: cfg.S3Bucket, Prefix: cfg.S3Prefix, ErrorPrefix: cfg.S3ErrorPrefix,
+			BufferBytes: cfg.S3BufferBytes, BufferInterval: cfg.S3BufferInterval, MultipartThreshold: cfg.S3MultipartThreshold, MaxEventBytes: cfg.S3MaxEventBytes})
+		if err != nil {
+			return nil, nil, err
+		}
+		sinks = append(sinks, s)
+		log.Info("sink on", zap.String("sink", s.Name()), zap.String("bucket", cfg.S3Bucket), zap.String("prefix", cfg.S3Prefix))
+	} else {
+		log.Info("sink off: S3_BUCKET not set", zap.String("sink", "s3"))
+	}
+	if cfg.CountsTable != "" {
+		s, err := countsSink(cfg, clients, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := s.EnsureTable(ctx); err != nil {
+			return nil, nil, err
+		}
+		sinks = append(sinks, s)
+		log.Info("sink on", zap.String("sink", s.Name()), zap.String("table", cfg.CountsTable))
+	} else {
+		log.Info("sink off: DYNAMODB_COUNTS_TABLE not set", zap.String("sink", "dynamodb"))
+	}
 	if len(sinks) == 0 {
 		log.Warn("no sink configured: events are read and checkpointed but go nowhere")
 	}
@@ -286,4 +312,21 @@ func listenAndServe(addr string, h http.Handler) (*http.Server, error) {
 		}
 	}()
 	return srv, nil
+}
+
+func countsSink(cfg runConfig, clients *awsClients, log *zap.Logger) (*ddbsink.Sink, error) {
+	dc := ddbsink.Config{Table: cfg.CountsTable, Parallelism: cfg.CountParallelism}
+	if cfg.CountDimensions != "" {
+		dims, err := ddbsink.ParseDimensions(cfg.CountDimensions)
+		if err != nil {
+			return nil, fmt.Errorf("parse DYNAMODB_COUNT_DIMENSIONS: %w", err)
+		}
+		dc.Dimensions = dims
+	}
+	for _, e := range strings.Split(cfg.CountEvents, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			dc.Events = append(dc.Events, e)
+		}
+	}
+	return ddbsink.New(clients.ddb, dc, log.Named("dynamodb"))
 }

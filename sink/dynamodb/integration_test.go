@@ -1,0 +1,121 @@
+//go:build integration
+
+package dynamodb
+
+import (
+	"context"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/buildtelemetry/pipeline/event"
+	"github.com/buildtelemetry/pipeline/internal/devstack"
+	"github.com/buildtelemetry/pipeline/processor"
+)
+
+func TestMain(m *testing.M) { os.Exit(devstack.Main(m)) }
+
+// dynaliteEnv gives each test a fresh table name on the shared stack; the
+// sink creates the table on its first Open.
+func dynaliteEnv(t *testing.T) env {
+	s := devstack.ForTest(t)
+	return env{api: s.DynamoDB(), query: s.DynamoDB(), table: devstack.UniqueName(t, "counts")}
+}
+
+func TestExact(t *testing.T)             { testExact(t, dynaliteEnv) }
+func TestPartialReplay(t *testing.T)     { testPartialReplay(t, dynaliteEnv) }
+func TestHandover(t *testing.T)          { testHandover(t, dynaliteEnv) }
+func TestTwoShards(t *testing.T)         { testTwoShards(t, dynaliteEnv) }
+func TestConcurrentWriters(t *testing.T) { testConcurrentWriters(t, dynaliteEnv) }
+
+func TestWritesPer1000(t *testing.T) {
+	got := writesPer1000(t, dynaliteEnv(t))
+	t.Logf("%.1f DynamoDB writes per 1,000 Netlify-shaped events in batches of 500", got)
+	if got > 50 {
+		t.Errorf("got %.1f writes per 1,000 events, want at most 50", got)
+	}
+}
+
+// TestEnsureTableConcurrently: workers starting together all create the
+// table; every one succeeds and the table has the sink's key.
+func TestEnsureTableConcurrently(t *testing.T) {
+	e := dynaliteEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		s := newSink(t, e.api, e.table, 0)
+		wg.Go(func() { errs[i] = s.EnsureTable(ctx) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("worker %d: %v", i, err)
+		}
+	}
+	out, err := e.api.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(e.table)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkKeySchema(out.Table); err != nil || out.Table.TableStatus != types.TableStatusActive {
+		t.Errorf("table %s: %v, status %s", e.table, err, out.Table.TableStatus)
+	}
+}
+
+// TestValueAttributeNames: values with characters that mean something in
+// expressions or paths are plain attribute names to DynamoDB.
+func TestValueAttributeNames(t *testing.T) {
+	ctx := context.Background()
+	e := dynaliteEnv(t)
+	s := newSink(t, e.api, e.table, 0)
+	w := open(t, s, shard0)
+	props := `{"buildVersion":"a.b[0] #x :y","plugins":[{"name":"@scope/p","version":"1.0.0-rc.1+build"}]}`
+	recs := []processor.Record{{SequenceNumber: "7", Events: []*event.Event{build(t, "a", "2026-11-27T10:00:00.000Z", props)}}}
+	if err := w.Write(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	for dim, v := range map[string]string{"buildVersion": "a.b[0] #x :y", "plugin": "@scope/p@1.0.0-rc.1+build"} {
+		dcs, err := ReadCounts(ctx, e.query, e.table, dim, "2026-11-27", "2026-11-27")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(dcs) != 1 || dcs[0].Values[v] != 1 || dcs[0].Events != 1 {
+			t.Errorf("%s: got %+v, want %q counted once", dim, dcs, v)
+		}
+	}
+}
+
+// BenchmarkDynamoDBSink counts corpus events through one writer in
+// batches of 500 events (50 records of 10) against dynalite.
+func BenchmarkDynamoDBSink(b *testing.B) {
+	s := devstack.ForTest(b)
+	table := devstack.UniqueName(b, "bench")
+	evs, _ := corpusEvents(b, 10000, 8)
+	recs := recordsOf(evs, 10)
+	sink := newSink(b, s.DynamoDB(), table, 0)
+	w := open(b, sink, shard0)
+	ctx := context.Background()
+	seq := 0
+	b.ResetTimer()
+	for b.Loop() {
+		batch := make([]processor.Record, 50)
+		for i := range batch {
+			seq++
+			r := recs[seq%len(recs)]
+			r.SequenceNumber = seqNum(seq)
+			batch[i] = r
+		}
+		if err := w.Write(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	st := sink.Stats()
+	b.ReportMetric(float64(st.Events)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(st.Updates)*1000/float64(st.Events), "writes/1000events")
+}
