@@ -3,6 +3,8 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -11,10 +13,19 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/klauspost/compress/gzip"
+
+	"github.com/buildtelemetry/pipeline/internal/devstack"
 )
 
 // segmentServer stands in for Segment's /v1/batch: Basic auth with the
@@ -95,7 +106,8 @@ func TestSegmentOutageEndToEnd(t *testing.T) {
 	seg := newSegmentServer(t, "seg-key")
 	segEnv := []string{"SEGMENT_WRITE_KEY=seg-key", "SEGMENT_ENDPOINT=" + seg.srv.URL,
 		"WORKER_BREAKER_FAILURES=3", "WORKER_BREAKER_OPEN_TIMEOUT=2s", "WORKER_RETRY_BUDGET=3s"}
-	w := e.startWorker("wa", segEnv...)
+	counts := devstack.UniqueName(t, "counts")
+	w := e.startWorker("wa", append(segEnv, "S3_BUCKET="+e.bucket, "S3_BUFFER_INTERVAL=1s", "DYNAMODB_COUNTS_TABLE="+counts)...)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -151,6 +163,18 @@ func TestSegmentOutageEndToEnd(t *testing.T) {
 	}
 	// The other sinks keep receiving during the outage.
 	waitFor(t, "file sink to receive every event during the outage", 60*time.Second, allDelivered(t, acked, w))
+	waitFor(t, "S3 objects to hold every event during the outage", 60*time.Second, func() bool {
+		got := s3Events(t, e)
+		for _, id := range acked {
+			if got[id] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	waitFor(t, "DynamoDB counts to cover every event during the outage", 60*time.Second, func() bool {
+		return countedBuilds(t, e, counts) == len(acked)
+	})
 	waitFor(t, "segment breaker to open", 30*time.Second, func() bool {
 		return strings.Contains(w.logs.String(), `"to":"open"`)
 	})
@@ -204,4 +228,57 @@ func TestSegmentOutageEndToEnd(t *testing.T) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// s3Events counts messageIds in the S3 sink's objects.
+func s3Events(t *testing.T, e *env) map[string]int {
+	t.Helper()
+	ctx := context.Background()
+	got := map[string]int{}
+	out, err := e.s.S3().ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(e.bucket), Prefix: aws.String("events/")})
+	if err != nil {
+		return got
+	}
+	for _, o := range out.Contents {
+		obj, err := e.s.S3().GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(e.bucket), Key: o.Key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(obj.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(zr)
+		for sc.Scan() {
+			var ev struct {
+				MessageID string `json:"messageId"`
+			}
+			if json.Unmarshal(sc.Bytes(), &ev) == nil {
+				got[ev.MessageID]++
+			}
+		}
+		obj.Body.Close()
+	}
+	return got
+}
+
+// countedBuilds sums the buildVersion day counters.
+func countedBuilds(t *testing.T, e *env, table string) int {
+	t.Helper()
+	out, err := e.s.DynamoDB().Query(context.Background(), &dynamodb.QueryInput{
+		TableName: aws.String(table), ConsistentRead: aws.Bool(true),
+		KeyConditionExpression:    aws.String("pk = :pk"),
+		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":pk": &ddbtypes.AttributeValueMemberS{Value: "buildVersion"}},
+	})
+	if err != nil {
+		return -1
+	}
+	total := 0
+	for _, it := range out.Items {
+		if n, ok := it["n"].(*ddbtypes.AttributeValueMemberN); ok {
+			v, _ := strconv.Atoi(n.Value)
+			total += v
+		}
+	}
+	return total
 }
