@@ -187,6 +187,15 @@ func (r *failoverRig) markers(ctx context.Context, stream string, shards []strin
 }
 
 func (r *failoverRig) owners(ctx context.Context, table string) map[string]string {
+	return r.column(ctx, table, "AssignedTo")
+}
+
+// checkpoints returns each shard's checkpoint in the lease table.
+func (r *failoverRig) checkpoints(ctx context.Context, table string) map[string]string {
+	return r.column(ctx, table, "Checkpoint")
+}
+
+func (r *failoverRig) column(ctx context.Context, table, attr string) map[string]string {
 	out := map[string]string{}
 	in := &dynamodb.ScanInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true)}
 	for {
@@ -196,7 +205,7 @@ func (r *failoverRig) owners(ctx context.Context, table string) map[string]strin
 		}
 		for _, it := range res.Items {
 			id, _ := it["ShardID"].(*ddbtypes.AttributeValueMemberS)
-			owner, _ := it["AssignedTo"].(*ddbtypes.AttributeValueMemberS)
+			owner, _ := it[attr].(*ddbtypes.AttributeValueMemberS)
 			if id != nil && owner != nil {
 				out[id.Value] = owner.Value
 			}

@@ -60,6 +60,7 @@ var groups = []struct {
 	{"saas", benchSaaSSinks},
 	{"s3", benchS3Sink},
 	{"dynamodb", benchDynamoDBSink},
+	{"e2e", benchEndToEnd},
 }
 
 // figure is one measured value.

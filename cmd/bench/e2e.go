@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/buildtelemetry/pipeline/internal/corpus"
+	"github.com/buildtelemetry/pipeline/internal/devstack"
+	"github.com/buildtelemetry/pipeline/internal/loadtest"
+	"github.com/buildtelemetry/pipeline/internal/streamread"
+	"github.com/buildtelemetry/pipeline/processor"
+)
+
+// benchEndToEnd runs the real binaries against the emulators: the gateway
+// under single-event load writing to kinesalite, next to raw PutRecords of
+// one event per record (what a producer without group commit does); then
+// a worker with the S3, DynamoDB and file sinks draining what the gateway
+// wrote. It reports both processes' peak resident memory (VmHWM).
+func benchEndToEnd(ctx context.Context, o options) ([]figure, error) {
+	dir, err := os.MkdirTemp("", "bench-e2e")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if out, err := exec.Command("go", "build", "-o", dir+"/", "./cmd/gateway", "./cmd/worker").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build binaries: %v\n%s", err, out)
+	}
+	s, err := devstack.Start(ctx, devstack.Config{})
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	const stream, bucket = "bench-e2e", "bench-e2e"
+	for _, name := range []string{stream, "bench-raw"} {
+		if err := s.CreateStream(ctx, name, 4); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.CreateBucket(ctx, bucket); err != nil {
+		return nil, err
+	}
+	g := corpus.NewNetlify(5)
+	singles := make([][]byte, 20000)
+	for i := range singles {
+		singles[i] = g.NextJSON()
+	}
+
+	// Reference: raw PutRecords, one event per record, 500 per call.
+	rawRate, err := rawPutRecords(ctx, s.Kinesis(), "bench-raw", singles, o.duration)
+	if err != nil {
+		return nil, err
+	}
+
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	gw := exec.Command(filepath.Join(dir, "gateway"))
+	gw.Env = append(s.Endpoints().ChildEnv(), "KINESIS_STREAM="+stream, "GATEWAY_ADDR="+addr,
+		"GATEWAY_METRICS_ADDR=127.0.0.1:0", "GATEWAY_WRITE_KEYS=bench=bench", "LOG_LEVEL=warn")
+	if err := gw.Start(); err != nil {
+		return nil, err
+	}
+	defer gw.Process.Kill()
+	if err := waitUntil(30*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	}); err != nil {
+		return nil, fmt.Errorf("gateway not ready: %w", err)
+	}
+	hdr := http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("bench:"))}}
+	res, err := loadtest.Run(ctx, loadtest.Load{URL: "http://" + addr + "/v1/track", Header: hdr, Bodies: singles, EventsPerBody: 1,
+		Concurrency: o.concurrency, Warmup: o.warmup, Duration: o.duration})
+	if err != nil {
+		return nil, err
+	}
+	gwRSS := peakRSS(gw.Process.Pid)
+
+	// The worker drains what the gateway wrote.
+	tips, err := shardTips(ctx, s, stream)
+	if err != nil {
+		return nil, err
+	}
+	w := exec.Command(filepath.Join(dir, "worker"), "run")
+	w.Env = append(s.Endpoints().ChildEnv(), "KINESIS_STREAM="+stream, "WORKER_APP=bench-e2e", "WORKER_ID=w1",
+		"WORKER_HEALTH_ADDR=127.0.0.1:0", "WORKER_METRICS_ADDR=127.0.0.1:0", "DEADLETTER_BUCKET="+bucket,
+		"S3_BUCKET="+bucket, "S3_BUFFER_INTERVAL=2s", "DYNAMODB_COUNTS_TABLE=bench-counts",
+		"SINK_FILE_PATH="+filepath.Join(dir, "events.ndjson"), "LOG_LEVEL=warn")
+	if err := w.Start(); err != nil {
+		return nil, err
+	}
+	defer w.Process.Kill()
+	start := time.Now()
+	r := &failoverRig{s: s}
+	if err := waitUntil(5*time.Minute, func() bool {
+		cps := r.checkpoints(ctx, "bench-e2e")
+		for shard, tip := range tips {
+			if processor.CompareSeq(cps[shard], tip) < 0 {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return nil, fmt.Errorf("worker did not catch up: %w", err)
+	}
+	drain := time.Since(start)
+	wRSS := peakRSS(w.Process.Pid)
+	return []figure{
+		{"gateway_kinesalite_events_per_s", res.EventsPerSecond(), "events/s"},
+		{"raw_putrecords_events_per_s", rawRate, "events/s"},
+		{"gateway_peak_rss_mb", gwRSS, "MB"},
+		{"worker_drain_events_per_s", float64(res.Events) / drain.Seconds(), "events/s"},
+		{"worker_peak_rss_mb", wRSS, "MB"},
+	}, nil
+}
+
+// shardTips returns the last sequence number of each shard.
+func shardTips(ctx context.Context, s *devstack.Stack, stream string) (map[string]string, error) {
+	shards, err := streamread.Shards(ctx, s.Kinesis(), stream)
+	if err != nil {
+		return nil, err
+	}
+	tips := map[string]string{}
+	for _, shard := range shards {
+		err := streamread.Follow(ctx, s.Kinesis(), stream, shard, types.ShardIteratorTypeTrimHorizon, false, func(recs []types.Record) error {
+			tips[shard] = aws.ToString(recs[len(recs)-1].SequenceNumber)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return tips, nil
+}
+
+func rawPutRecords(ctx context.Context, kc *kinesis.Client, stream string, events [][]byte, d time.Duration) (float64, error) {
+	const conc = 4
+	type result struct {
+		n   int
+		err error
+	}
+	results := make(chan result, conc)
+	deadline := time.Now().Add(d)
+	for c := 0; c < conc; c++ {
+		go func() {
+			n := 0
+			for i := c * 500; time.Now().Before(deadline); i += 500 {
+				entries := make([]types.PutRecordsRequestEntry, 500)
+				for j := range entries {
+					entries[j] = types.PutRecordsRequestEntry{Data: events[(i+j)%len(events)], PartitionKey: aws.String(strconv.Itoa(i + j))}
+				}
+				out, err := kc.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: entries})
+				if err != nil {
+					results <- result{n, err}
+					return
+				}
+				n += 500 - int(aws.ToInt32(out.FailedRecordCount))
+			}
+			results <- result{n, nil}
+		}()
+	}
+	total := 0
+	for c := 0; c < conc; c++ {
+		r := <-results
+		if r.err != nil {
+			return 0, fmt.Errorf("raw put records: %w", r.err)
+		}
+		total += r.n
+	}
+	return float64(total) / d.Seconds(), nil
+}
+
+// peakRSS returns a process's peak resident set (VmHWM) in MB.
+func peakRSS(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
