@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -18,10 +19,12 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up of each load run")
 	flag.IntVar(&o.concurrency, "concurrency", 64, "concurrent clients of the single-event runs (a quarter of it for 100-event batches)")
 	flag.DurationVar(&o.linger, "linger", 0, "gateway group-commit linger (0: the default)")
-	flag.StringVar(&o.only, "only", "", "run only the groups named, comma-separated (gateway, processor, failover, s3, dynamodb, saas)")
+	flag.StringVar(&o.only, "only", "", "run only the groups named, comma-separated (gateway, processor, failover, saas, s3, dynamodb, e2e)")
+	report := flag.String("report", ".run/bench-report.md", "also write the figures as a markdown table to this file (empty: don't)")
 	flag.Parse()
 	ctx := context.Background()
 	failed := false
+	var all []figure
 	for _, g := range groups {
 		if o.only != "" && !slices.Contains(strings.Split(o.only, ","), g.name) {
 			continue
@@ -30,9 +33,20 @@ func main() {
 		for _, f := range figs {
 			fmt.Println(f)
 		}
+		all = append(all, figs...)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench: %s: %v\n", g.name, err)
 			failed = true
+		}
+	}
+	fmt.Println()
+	writeReport(os.Stdout, all)
+	if *report != "" {
+		if err := os.MkdirAll(filepath.Dir(*report), 0o755); err == nil {
+			if f, err := os.Create(*report); err == nil {
+				writeReport(f, all)
+				f.Close()
+			}
 		}
 	}
 	if failed {
