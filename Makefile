@@ -7,7 +7,7 @@ BIN      := bin
 # -race needs cgo; the machine has gcc.
 export CGO_ENABLED ?= 1
 
-.PHONY: all deps build run counts test test-unit bench fuzz lint
+.PHONY: all deps build run counts test test-unit bench fuzz lint image
 
 all: build
 
@@ -53,7 +53,13 @@ fuzz:
 	  $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $${FUZZTIME:-5m} ./event/ || exit 1; \
 	done
 
+# Container image with both binaries (Dockerfile: static, distroless,
+# non-root). Needs a Docker engine. IMAGE=… TAG=… PLATFORM=linux/arm64 make image
+image:
+	scripts/image.sh
+
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1)
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./...
+	cd charts/chartest && $(GO) vet ./...

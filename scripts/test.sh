@@ -32,6 +32,10 @@ source "$run_dir/stack.env"
 
 go test -race -count=1 -tags integration -timeout 15m "$@" ./...
 
+# Helm chart, IAM policies, image build: a separate module (Helm's SDK
+# stays out of go.mod); no cluster needed.
+(cd charts/chartest && go test -count=1 ./...)
+
 # A short run of each fuzz target (make fuzz runs them long).
 for target in FuzzDecodeRequest FuzzRecordDecode; do
   go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-10s}" ./event/

@@ -92,6 +92,11 @@ gateway:
 worker:
   shutdownTimeoutSeconds: 60
   config: {app: acme-telemetry, leaseTable: acme-telemetry-leases, fileSinkPath: "-"}
+  sinks:
+    segment: {endpoint: "https://events.eu1.segmentapis.com"}
+    ga4: {measurementId: G-TEST123}
+    s3: {bucket: acme-telemetry-events, prefix: raw/}
+    dynamodb: {countsTable: acme-build-counts, countEvents: "*"}
   env: {LOG_LEVEL: debug}
   serviceAccount: {roleArn: "arn:aws:iam::123456789012:role/telemetry-worker"}
 keda:

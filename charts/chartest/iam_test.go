@@ -36,19 +36,33 @@ const (
 type resource struct {
 	service string // kinesis, dynamodb, s3
 	name    string // KINESIS_STREAM, WORKER_LEASE_TABLE, DEADLETTER_BUCKET
+	// prefixes are, for S3, the variables naming the key prefixes the
+	// package writes under: object actions are granted under those only.
+	prefixes []string
 }
+
+var (
+	stream     = resource{service: "kinesis", name: "KINESIS_STREAM"}
+	leaseTable = resource{service: "dynamodb", name: "WORKER_LEASE_TABLE"}
+	countTable = resource{service: "dynamodb", name: "DYNAMODB_COUNTS_TABLE"}
+	deadLetter = resource{service: "s3", name: "DEADLETTER_BUCKET", prefixes: []string{"DEADLETTER_PREFIX"}}
+	events     = resource{service: "s3", name: "S3_BUCKET", prefixes: []string{"S3_PREFIX", "S3_ERROR_PREFIX"}}
+)
 
 // packageResources says, for each package that calls AWS, on which
 // resource each service's calls act. A package that calls AWS and is not
 // here fails the test: say which resource it uses, and grant the actions
 // the failure lists in the binary's policy.
 var packageResources = map[string]map[string]resource{
-	modulePath + "/cmd/gateway":         {"kinesis": {"kinesis", "KINESIS_STREAM"}},
-	modulePath + "/gateway":             {"kinesis": {"kinesis", "KINESIS_STREAM"}},
-	modulePath + "/checkpoint":          {"kinesis": {"kinesis", "KINESIS_STREAM"}, "dynamodb": {"dynamodb", "WORKER_LEASE_TABLE"}},
-	modulePath + "/deadletter":          {"s3": {"s3", "DEADLETTER_BUCKET"}},
-	modulePath + "/internal/streamread": {"kinesis": {"kinesis", "KINESIS_STREAM"}}, // worker tail
-	kclWorker:                           {"kinesis": {"kinesis", "KINESIS_STREAM"}},
+	modulePath + "/cmd/gateway":         {"kinesis": stream},
+	modulePath + "/gateway":             {"kinesis": stream},
+	modulePath + "/checkpoint":          {"kinesis": stream, "dynamodb": leaseTable},
+	modulePath + "/deadletter":          {"s3": deadLetter},
+	modulePath + "/internal/streamread": {"kinesis": stream}, // worker tail
+	modulePath + "/sink/s3":             {"s3": events},
+	modulePath + "/sink/dynamodb":       {"dynamodb": countTable},
+	modulePath + "/counts":              {"dynamodb": countTable}, // worker counts
+	kclWorker:                           {"kinesis": stream},
 }
 
 // skipped are files and packages of the KCL library whose AWS calls the
@@ -108,24 +122,24 @@ type grant struct {
 	arn    string // arn:aws:kinesis:${AWS_REGION}:${AWS_ACCOUNT_ID}:stream/${KINESIS_STREAM}
 }
 
-// arnOf is the ARN (with placeholders) an action on r acts on.
-func arnOf(r resource, bucketLevel bool) string {
+// arnsOf are the ARNs (with placeholders) an action on r acts on.
+func arnsOf(r resource, bucketLevel bool) []string {
 	switch r.service {
 	case "kinesis":
-		return "arn:aws:kinesis:${AWS_REGION}:${AWS_ACCOUNT_ID}:stream/${" + r.name + "}"
+		return []string{"arn:aws:kinesis:${AWS_REGION}:${AWS_ACCOUNT_ID}:stream/${" + r.name + "}"}
 	case "dynamodb":
-		return "arn:aws:dynamodb:${AWS_REGION}:${AWS_ACCOUNT_ID}:table/${" + r.name + "}"
+		return []string{"arn:aws:dynamodb:${AWS_REGION}:${AWS_ACCOUNT_ID}:table/${" + r.name + "}"}
 	case "s3":
 		if bucketLevel {
-			return "arn:aws:s3:::${" + r.name + "}"
+			return []string{"arn:aws:s3:::${" + r.name + "}"}
 		}
-		// Objects: the dead-letter store writes only under its prefix.
-		if r.name == "DEADLETTER_BUCKET" {
-			return "arn:aws:s3:::${DEADLETTER_BUCKET}/${DEADLETTER_PREFIX}*"
+		var out []string
+		for _, p := range r.prefixes {
+			out = append(out, "arn:aws:s3:::${"+r.name+"}/${"+p+"}*")
 		}
-		return "arn:aws:s3:::${" + r.name + "}/*"
+		return out
 	}
-	return "?"
+	return []string{"?"}
 }
 
 // call is one AWS operation named in the source.
@@ -254,11 +268,13 @@ func codeGrants(t *testing.T, mainPkg string) map[grant][]string {
 			}
 		}
 		resources, known := packageResources[importPath]
+		var unmapped []string
 		for _, c := range calls {
 			r, ok := resources[c.service]
 			if !known || !ok {
-				t.Errorf("%s calls %s %s (%s), but packageResources in iam_test.go does not say on which resource: add it, and grant the action in deploy/iam",
-					importPath, c.service, c.op, c.pos)
+				if op := c.service + " " + c.op; !slices.Contains(unmapped, op) {
+					unmapped = append(unmapped, op)
+				}
 				continue
 			}
 			var actions []string
@@ -282,9 +298,16 @@ func codeGrants(t *testing.T, mainPkg string) map[grant][]string {
 				continue
 			}
 			for _, a := range actions {
-				g := grant{a, arnOf(r, bucketLevel)}
-				want[g] = append(want[g], c.pos)
+				for _, arn := range arnsOf(r, bucketLevel) {
+					g := grant{a, arn}
+					want[g] = append(want[g], c.pos)
+				}
 			}
+		}
+		if len(unmapped) > 0 {
+			sort.Strings(unmapped)
+			t.Errorf("%s calls %s, but packageResources in iam_test.go does not say on which resource (stream, table, bucket): add it, then the test names the grants deploy/iam needs",
+				importPath, strings.Join(unmapped, ", "))
 		}
 	}
 	if !sourceContains(t, filepath.Join(repoRoot, "cmd", "worker"), "WithCheckpointer(") || sourceContains(t, filepath.Join(repoRoot, "cmd", "worker"), "EnhancedFanOut") {
@@ -430,7 +453,7 @@ func TestIAMPoliciesMatchCode(t *testing.T) {
 // (kedacore/keda pkg/scalers/aws_kinesis_stream_scaler.go).
 func TestIAMKedaScalerPolicy(t *testing.T) {
 	got := readPolicy(t, "keda-scaler-policy.json")
-	want := grant{"kinesis:DescribeStreamSummary", arnOf(resource{"kinesis", "KINESIS_STREAM"}, false)}
+	want := grant{"kinesis:DescribeStreamSummary", arnsOf(stream, false)[0]}
 	if len(got) != 1 || got[want] == "" {
 		t.Errorf("keda-scaler-policy.json grants %v, want only %v", got, want)
 	}

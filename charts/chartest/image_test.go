@@ -350,6 +350,7 @@ func binaries(t testing.TB) (gateway, worker string) {
 		cmd.Dir = ctxDir
 		cmd.Env = append(os.Environ(), gb.env...)
 		if msg, err := cmd.CombinedOutput(); err != nil {
+			os.RemoveAll(out)
 			built.err = fmt.Errorf("the Dockerfile's build, %s go %s, in the build context (.dockerignore applied): %v\n%s",
 				strings.Join(gb.env, " "), strings.Join(args, " "), err, msg)
 			return

@@ -411,9 +411,9 @@ func checkObservedCalls(t *testing.T, cm *corev1.ConfigMap, f *fakeAWS, policy s
 		var arn string
 		switch {
 		case service == "kinesis" && name == cm.Data["KINESIS_STREAM"]:
-			arn = fill(arnOf(resource{"kinesis", "KINESIS_STREAM"}, false))
+			arn = fill(arnsOf(stream, false)[0])
 		case service == "dynamodb" && name != "" && name == cm.Data["WORKER_LEASE_TABLE"]:
-			arn = fill(arnOf(resource{"dynamodb", "WORKER_LEASE_TABLE"}, false))
+			arn = fill(arnsOf(leaseTable, false)[0])
 		default:
 			t.Errorf("AWS call %s %s on %q (%d calls): not a resource the chart configures", service, op, name, n)
 			continue

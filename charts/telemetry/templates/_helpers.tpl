@@ -128,6 +128,8 @@ ConfigMap's data. gateway.env entries override.
 }}
 {{- $seg := $w.sinks.segment }}
 {{- $ga4 := $w.sinks.ga4 }}
+{{- $s3 := $w.sinks.s3 }}
+{{- $ddb := $w.sinks.dynamodb }}
 {{- $env = merge $env (dict
   "SEGMENT_ENDPOINT" $seg.endpoint
   "SEGMENT_TIMEOUT" $seg.timeout
@@ -137,6 +139,17 @@ ConfigMap's data. gateway.env entries override.
   "GA4_SHARED_USER_IDS" $ga4.sharedUserIds
   "GA4_CONCURRENCY" (toString (int64 $ga4.concurrency))
   "GA4_TIMEOUT" $ga4.timeout
+  "S3_BUCKET" $s3.bucket
+  "S3_PREFIX" $s3.prefix
+  "S3_ERROR_PREFIX" $s3.errorPrefix
+  "S3_BUFFER_BYTES" (toString (int64 $s3.bufferBytes))
+  "S3_BUFFER_INTERVAL" $s3.bufferInterval
+  "S3_MULTIPART_THRESHOLD" (toString (int64 $s3.multipartThreshold))
+  "S3_MAX_EVENT_BYTES" (toString (int64 $s3.maxEventBytes))
+  "DYNAMODB_COUNTS_TABLE" $ddb.countsTable
+  "DYNAMODB_COUNT_DIMENSIONS" $ddb.countDimensions
+  "DYNAMODB_COUNT_EVENTS" $ddb.countEvents
+  "DYNAMODB_COUNT_PARALLELISM" (toString (int64 $ddb.countParallelism))
 ) }}
 {{- range $k, $v := $w.env }}
 {{- $_ := set $env $k (toString $v) }}

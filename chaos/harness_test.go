@@ -1,0 +1,167 @@
+//go:build integration
+
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildBinaries builds the gateway and the worker, without -race (the
+// load and the emulators need the CPU more than the binaries need the
+// race detector, which their own tests run), into dir.
+func buildBinaries(t *testing.T, dir string) (gateway, worker string) {
+	t.Helper()
+	start := time.Now()
+	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "../cmd/gateway", "../cmd/worker")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build gateway and worker: %v\n%s", err, out)
+	}
+	t.Logf("built gateway and worker in %v", time.Since(start).Round(100*time.Millisecond))
+	return filepath.Join(dir, "gateway"), filepath.Join(dir, "worker")
+}
+
+// proc is one child process (a gateway or worker incarnation). Its output
+// goes to a log file of its own.
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+	err     error       // exit status, set before done closes
+	stopped atomic.Bool // the harness signalled it: an exit is expected
+}
+
+func startProc(name, logPath, bin string, env []string, args ...string) (*proc, error) {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	p := &proc{name: name, logPath: logPath, done: make(chan struct{})}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = env
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	if err := p.cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// signal sends sig, marking the coming exit as expected.
+func (p *proc) signal(sig syscall.Signal) {
+	p.stopped.Store(true)
+	_ = p.cmd.Process.Signal(sig)
+}
+
+// wait waits for the process to exit, up to timeout.
+func (p *proc) wait(timeout time.Duration) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(timeout):
+		return fmt.Errorf("%s did not exit within %v", p.name, timeout)
+	}
+}
+
+// kill stops the process for good (test cleanup).
+func (p *proc) kill() {
+	p.stopped.Store(true)
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+func (p *proc) logs() string {
+	b, _ := os.ReadFile(p.logPath)
+	return string(b)
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(ctx context.Context, timeout, every time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(every)
+	}
+}
+
+func httpOK(url string) bool {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// timeline records what the harness did and when, relative to the start
+// of the load.
+type timeline struct {
+	mu    sync.Mutex
+	start time.Time
+	lines []string
+}
+
+func (tl *timeline) addf(format string, args ...any) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	at := time.Duration(0)
+	if !tl.start.IsZero() {
+		at = time.Since(tl.start)
+	}
+	tl.lines = append(tl.lines, fmt.Sprintf("t+%5.1fs  %s", at.Seconds(), fmt.Sprintf(format, args...)))
+}
+
+func (tl *timeline) String() string {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	return strings.Join(tl.lines, "\n")
+}
