@@ -172,3 +172,17 @@ func RetryAfterOf(err error) time.Duration {
 	}
 	return 0
 }
+
+// EventAt returns the record and event index of the pos-th event of recs,
+// counting events across records in order, or -1, -1 past the end. Sinks
+// that send events in flat batches use it to map a failed position back
+// to its record for a FailedEvent.
+func EventAt(recs []Record, pos int) (rec, index int) {
+	for ri, r := range recs {
+		if pos < len(r.Events) {
+			return ri, pos
+		}
+		pos -= len(r.Events)
+	}
+	return -1, -1
+}

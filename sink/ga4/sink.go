@@ -436,7 +436,7 @@ func (w *writer) Write(ctx context.Context, recs []processor.Record) error {
 	}
 	pe := &processor.PartialError{}
 	for _, at := range positions {
-		ri, ei := locate(recs, at)
+		ri, ei := processor.EventAt(recs, at)
 		pe.Failed = append(pe.Failed, processor.FailedEvent{Record: &recs[ri], Index: ei, Err: p.failed[at]})
 	}
 	return pe
@@ -458,17 +458,6 @@ func (w *writer) progressFor(recs []processor.Record) *progress {
 	}
 	w.resume = &progress{first: first, last: last, done: make([]bool, n), failed: map[int]error{}}
 	return w.resume
-}
-
-// locate returns the record and event index of the event at pos.
-func locate(recs []processor.Record, pos int) (int, int) {
-	for ri, r := range recs {
-		if pos < len(r.Events) {
-			return ri, pos
-		}
-		pos -= len(r.Events)
-	}
-	return -1, -1 // unreachable: positions come from recs
 }
 
 // Flush does nothing: Write sends synchronously.

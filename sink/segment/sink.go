@@ -366,7 +366,7 @@ func (w *writer) Write(ctx context.Context, recs []processor.Record) error {
 		return processor.Permanent(p.rejected[0].err)
 	}
 	for _, rj := range p.rejected {
-		ri, ei := locate(recs, rj.pos)
+		ri, ei := processor.EventAt(recs, rj.pos)
 		failed = append(failed, processor.FailedEvent{Record: &recs[ri], Index: ei, Err: rj.err})
 	}
 	if len(failed) > 0 {
@@ -390,17 +390,6 @@ func (w *writer) progressFor(recs []processor.Record) *progress {
 	}
 	w.resume = &progress{first: first, last: last, events: n}
 	return w.resume
-}
-
-// locate returns the record and event index of the event at pos.
-func locate(recs []processor.Record, pos int) (int, int) {
-	for ri, r := range recs {
-		if pos < len(r.Events) {
-			return ri, pos
-		}
-		pos -= len(r.Events)
-	}
-	return -1, -1 // unreachable: positions come from recs
 }
 
 // Flush does nothing: Write sends synchronously.
