@@ -7,7 +7,7 @@ BIN      := bin
 # -race needs cgo; the machine has gcc.
 export CGO_ENABLED ?= 1
 
-.PHONY: all deps build run counts test test-unit bench fuzz lint image
+.PHONY: all deps build run counts test test-unit bench fuzz chaos lint image
 
 all: build
 
@@ -45,6 +45,12 @@ test-unit:
 
 bench: deps build
 	scripts/bench.sh
+
+# Long chaos run: CHAOS_DURATION (default 5m) of load while worker and
+# gateway processes are killed and Segment and GA4 fail, then the checks
+# and a one-screen report. make test runs the one-minute form.
+chaos: deps
+	scripts/chaos.sh
 
 # Long fuzz runs of the gateway's request decoding and the worker's record
 # decoding (FUZZTIME per target, default 5m).

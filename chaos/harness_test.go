@@ -5,11 +5,13 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -109,8 +111,38 @@ func tailLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// stableListen listens on a free loopback port below the kernel's
+// ephemeral range. A server that is taken down and must come back on the
+// same port (the gateway, the Segment server) cannot use a port from that
+// range: while it is down, any outgoing connection on the machine may be
+// given the port as its local port, and the listen would fail.
+func stableListen() (net.Listener, error) {
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				lo = n
+			}
+		}
+	}
+	const base = 10000
+	if lo <= base+1000 {
+		return net.Listen("tcp", "127.0.0.1:0") // odd kernel settings: best effort
+	}
+	var err error
+	for range 200 {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+rand.IntN(lo-base))); err == nil {
+			return ln, nil
+		}
+	}
+	return nil, fmt.Errorf("no free port below %d: %w", lo, err)
+}
+
+// stableAddr returns a free address from stableListen for a child process
+// to listen on.
+func stableAddr() (string, error) {
+	ln, err := stableListen()
 	if err != nil {
 		return "", err
 	}
@@ -153,11 +185,11 @@ type timeline struct {
 func (tl *timeline) addf(format string, args ...any) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
-	at := time.Duration(0)
+	at := "setup    "
 	if !tl.start.IsZero() {
-		at = time.Since(tl.start)
+		at = fmt.Sprintf("t+%6.1fs", time.Since(tl.start).Seconds())
 	}
-	tl.lines = append(tl.lines, fmt.Sprintf("t+%5.1fs  %s", at.Seconds(), fmt.Sprintf(format, args...)))
+	tl.lines = append(tl.lines, at+"  "+fmt.Sprintf(format, args...))
 }
 
 func (tl *timeline) String() string {

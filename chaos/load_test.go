@@ -117,13 +117,13 @@ func (g *loadGen) run(ctx context.Context, seed uint64) {
 		for i := range items {
 			seq++
 			id := fmt.Sprintf("%s-%07d", g.prefix, seq)
-			tr := gen.Next()
-			tr.Properties.SiteID = sites[rng.IntN(len(sites))]
-			tr.Timestamp = time.Now().UnixMilli()
-			items[i] = eventJSON(id, tr, n > 1)
+			ev := gen.Next()
+			ev.Properties.SiteID = sites[rng.IntN(len(sites))]
+			ev.Timestamp = time.Now().UnixMilli()
+			items[i] = eventJSON(id, ev, n > 1)
 			r.ids = append(r.ids, id)
 			g.mu.Lock()
-			g.events[id] = &sentEvent{buildVersion: tr.Properties.BuildVersion, outcome: "not sent"}
+			g.events[id] = &sentEvent{buildVersion: ev.Properties.BuildVersion, outcome: "not sent"}
 			g.mu.Unlock()
 		}
 		if n == 1 {

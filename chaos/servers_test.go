@@ -7,7 +7,6 @@ import (
 	"compress/gzip"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -29,7 +28,7 @@ type switchableServer struct {
 }
 
 func newSwitchableServer(h http.Handler) (*switchableServer, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := stableListen()
 	if err != nil {
 		return nil, err
 	}
@@ -57,9 +56,9 @@ func (s *switchableServer) down() {
 	}
 }
 
-// up listens on the same address again. The port stays free in between in
-// practice (nothing else binds loopback ports chosen by the kernel so
-// soon), but a failure is retried for a while.
+// up listens on the same address again. The port is below the ephemeral
+// range (see stableListen), so nothing takes it in between; a failure is
+// retried for a while all the same.
 func (s *switchableServer) up() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -271,5 +270,3 @@ func (s *ga4Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.ids.add(ids)
 	w.WriteHeader(http.StatusNoContent)
 }
-
-var errStopped = errors.New("stopped")
