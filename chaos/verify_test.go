@@ -7,6 +7,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"sort"
@@ -232,6 +233,7 @@ func readCounts(ctx context.Context, db *dynamodb.Client, table string) (*counts
 
 // parked is what the dead-letter store holds for one sink.
 type parked struct {
+	corrupt int // objects an interrupted upload left undecodable
 	letters int
 	events  int
 	ids     map[string]int
@@ -253,6 +255,10 @@ func readDeadLetters(ctx context.Context, store *deadletter.Store) (map[string]*
 		out[sink] = p
 		for _, key := range keys {
 			l, err := store.Read(ctx, key)
+			if errors.Is(err, deadletter.ErrCorruptLetter) {
+				p.corrupt++
+				continue
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -279,7 +285,11 @@ func (p *parked) String() string {
 		rs = append(rs, fmt.Sprintf("%s %d", r, n))
 	}
 	sort.Strings(rs)
-	return fmt.Sprintf("parked %d events (%d distinct) in %d letters (%s)", p.events, len(p.ids), p.letters, strings.Join(rs, ", "))
+	out := fmt.Sprintf("parked %d events (%d distinct) in %d letters (%s)", p.events, len(p.ids), p.letters, strings.Join(rs, ", "))
+	if p.corrupt > 0 {
+		out += fmt.Sprintf("; %d objects cut off by a killed worker (records parked again)", p.corrupt)
+	}
+	return out
 }
 
 // firstN lists up to n items of a set, sorted, for error messages.

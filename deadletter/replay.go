@@ -28,6 +28,9 @@ type ReplayOptions struct {
 type LetterResult struct {
 	// Key is the letter's object key.
 	Key string
+	// Corrupt reports an object that does not decode (ErrCorruptLetter):
+	// skipped and left in place.
+	Corrupt bool
 	// Events is the number of events delivered to the sink.
 	Events int
 	// Skipped is the number of entries that cannot be replayed into a
@@ -50,6 +53,9 @@ type LetterResult struct {
 
 // ReplayStats sums up a Replay.
 type ReplayStats struct {
+	// Corrupt is the number of objects that did not decode, skipped and
+	// left in place (see ErrCorruptLetter).
+	Corrupt int
 	// Letters is the number of letters re-driven: their deliverable events
 	// delivered and the object deleted, or rewritten with what remains.
 	Letters int
@@ -114,6 +120,9 @@ func Replay(ctx context.Context, store *Store, sink processor.Sink, opts ReplayO
 		stats.Events += res.Events
 		stats.Skipped += res.Skipped
 		stats.Rejected += res.Rejected
+		if res.Corrupt {
+			stats.Corrupt++
+		}
 		if res.Err != nil {
 			stats.Failed++
 			errs = append(errs, fmt.Errorf("deadletter: replay %s: %w", key, res.Err))
@@ -136,6 +145,10 @@ func replayLetter(ctx context.Context, store *Store, sink processor.Sink, key st
 	l, err := store.Read(ctx, key)
 	if errors.Is(err, ErrNotFound) {
 		return res // replayed and deleted since it was listed
+	}
+	if errors.Is(err, ErrCorruptLetter) {
+		res.Corrupt = true
+		return res
 	}
 	if err != nil {
 		res.Err = err

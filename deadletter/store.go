@@ -33,6 +33,13 @@ var (
 	// stream or shard, or a sequence number that is not one. Retrying
 	// cannot help.
 	ErrInvalidLetter = errors.New("invalid letter")
+	// ErrCorruptLetter is returned by Read for an object that does not
+	// decode: an upload cut off by a killed worker, on an S3
+	// implementation that keeps partial bodies (s3rver does; S3 never
+	// stores a partial PutObject). Its records were never acknowledged as
+	// parked, so the worker that took over parked them again: nothing in
+	// it is lost, and Replay skips it.
+	ErrCorruptLetter = errors.New("corrupt letter")
 	// ErrInvalidKey is returned (wrapped) by Read for a key that is not a
 	// letter key of this store.
 	ErrInvalidKey = errors.New("invalid letter key")
@@ -330,7 +337,7 @@ func (s *Store) Read(ctx context.Context, key string) (processor.Letter, error) 
 	defer out.Body.Close()
 	l, err := decodeLetter(out.Body)
 	if err != nil {
-		return processor.Letter{}, fmt.Errorf("deadletter: decode letter %s: %w", key, err)
+		return processor.Letter{}, fmt.Errorf("deadletter: decode letter %s: %w: %w", key, ErrCorruptLetter, err)
 	}
 	// Drain so that the connection can be reused.
 	_, _ = io.Copy(io.Discard, out.Body)

@@ -1,10 +1,13 @@
 package deadletter
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"reflect"
 	"slices"
 	"strings"
@@ -218,6 +221,31 @@ func testStore(t *testing.T, newStore func(t *testing.T, cfg Config) *Store) {
 		}
 		if got := mustList(t, s, "other", ""); len(got) != 1 {
 			t.Errorf("after replay, List(other) = %q, want the other sink's letter", got)
+		}
+	})
+
+	t.Run("ReplaySkipsCorruptObjects", func(t *testing.T) {
+		s := newStore(t, Config{})
+		key := mustPark(t, s, letter("test", processor.ReasonBreakerOpen, "shardId-000000000000", "a1"))
+		good := mustPark(t, s, letter("test", processor.ReasonBreakerOpen, "shardId-000000000001", "b1"))
+		// What a worker killed mid-upload leaves on an S3 that keeps
+		// partial bodies: an empty object under a valid key.
+		if _, err := s.api.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key), Body: bytes.NewReader(nil)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Read(ctx, key); !errors.Is(err, ErrCorruptLetter) {
+			t.Fatalf("Read(empty object) = %v, want ErrCorruptLetter", err)
+		}
+		sink := &testSink{name: "test"}
+		stats, err := Replay(ctx, s, sink, ReplayOptions{StopOnError: true})
+		if err != nil {
+			t.Fatalf("Replay: %v", err)
+		}
+		if want := (ReplayStats{Letters: 1, Events: 1, Corrupt: 1}); stats != want {
+			t.Errorf("stats = %+v, want %+v", stats, want)
+		}
+		if got := mustList(t, s, "test", ""); !slices.Equal(got, []string{key}) {
+			t.Errorf("after replay, List = %q, want only the corrupt object %q (%q was replayed)", got, key, good)
 		}
 	})
 

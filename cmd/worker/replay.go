@@ -59,10 +59,13 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string) e
 				if r.Err != nil {
 					log.Error("replay letter failed; it stays parked", zap.String("key", r.Key), zap.Error(r.Err))
 				}
+				if r.Corrupt {
+					log.Warn("skipping an object that does not decode (an upload cut off by a killed worker; its records were parked again)", zap.String("key", r.Key))
+				}
 			},
 		})
-		fmt.Printf("replayed %d letters, %d events into %s; %d letters failed, %d entries kept (not replayable), %d events rejected again\n",
-			stats.Letters, stats.Events, *sinkName, stats.Failed, stats.Skipped, stats.Rejected)
+		fmt.Printf("replayed %d letters, %d events into %s; %d letters failed, %d entries kept (not replayable), %d events rejected again, %d corrupt objects skipped\n",
+			stats.Letters, stats.Events, *sinkName, stats.Failed, stats.Skipped, stats.Rejected, stats.Corrupt)
 		return err
 	}
 	return fmt.Errorf("replay: sink %q is not configured (see worker run's sink settings)", *sinkName)
