@@ -41,6 +41,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/buildtelemetry/pipeline/event"
+	"github.com/buildtelemetry/pipeline/internal/retryafter"
 	"github.com/buildtelemetry/pipeline/processor"
 )
 
@@ -560,7 +561,7 @@ func (s *Sink) post(ctx context.Context, path string, r *request) ([]byte, error
 	text := strings.TrimSpace(string(body[:min(len(body), 512)]))
 	err = fmt.Errorf("ga4: post %d events: %w", len(r.items), &StatusError{Code: resp.StatusCode, Body: s.redact(text)})
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
-		if d := retryAfter(resp.Header, s.now()); d > 0 {
+		if d := retryafter.Parse(resp.Header, s.now()); d > 0 {
 			return nil, processor.RetryAfter(err, d)
 		}
 	}
@@ -593,22 +594,6 @@ func (e *redactedError) Unwrap() error { return e.err }
 func (s *Sink) redact(text string) string {
 	text = strings.ReplaceAll(text, s.cfg.APISecret, "[redacted]")
 	return strings.ReplaceAll(text, url.QueryEscape(s.cfg.APISecret), "[redacted]")
-}
-
-// retryAfter returns the delay asked by Retry-After (seconds or an HTTP
-// date), or 0.
-func retryAfter(h http.Header, now time.Time) time.Duration {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.ParseFloat(v, 64); err == nil && n > 0 {
-		return time.Duration(n * float64(time.Second))
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0)
-	}
-	return 0
 }
 
 // ValidationMessage is one message of the validation server, with the

@@ -42,6 +42,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/buildtelemetry/pipeline/event"
+	"github.com/buildtelemetry/pipeline/internal/retryafter"
 	"github.com/buildtelemetry/pipeline/processor"
 )
 
@@ -554,7 +555,7 @@ func classify(err error, resp *http.Response, now time.Time) error {
 	code := resp.StatusCode
 	switch {
 	case code == http.StatusTooManyRequests || code >= 500:
-		if d := retryAfter(resp.Header, now); d > 0 {
+		if d := retryafter.Parse(resp.Header, now); d > 0 {
 			return processor.RetryAfter(err, d)
 		}
 		return err
@@ -564,30 +565,6 @@ func classify(err error, resp *http.Response, now time.Time) error {
 		return err
 	}
 	return processor.Permanent(err)
-}
-
-// retryAfter returns the longer of the delays asked by Retry-After
-// (seconds or an HTTP date) and X-RateLimit-Reset (seconds to wait, or a
-// Unix time in seconds when it is that large), or 0.
-func retryAfter(h http.Header, now time.Time) time.Duration {
-	var d time.Duration
-	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
-		if n, err := strconv.ParseFloat(v, 64); err == nil && n > 0 {
-			d = time.Duration(n * float64(time.Second))
-		} else if t, err := http.ParseTime(v); err == nil {
-			d = t.Sub(now)
-		}
-	}
-	if v := strings.TrimSpace(h.Get("X-RateLimit-Reset")); v != "" {
-		if n, err := strconv.ParseFloat(v, 64); err == nil && n > 0 {
-			r := time.Duration(n * float64(time.Second))
-			if n > 1e9 { // a Unix time, not a delay
-				r = time.Unix(int64(n), 0).Sub(now)
-			}
-			d = max(d, r)
-		}
-	}
-	return max(d, 0)
 }
 
 // redact removes the write key from text that came back from the server.
