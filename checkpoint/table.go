@@ -36,23 +36,8 @@ func (c *Checkpointer) Init() error {
 // (ResourceInUseException) is not an error. An existing table with another
 // key schema is. It is idempotent.
 func (c *Checkpointer) EnsureTable(ctx context.Context) error {
-	desc, err := c.describeTable(ctx)
-	var notFound *types.ResourceNotFoundException
-	switch {
-	case errors.As(err, &notFound):
-		if err := c.createTable(ctx); err != nil {
-			return err
-		}
-	case err != nil:
-		return err
-	default:
-		if err := checkKeySchema(desc); err != nil {
-			return fmt.Errorf("checkpoint: table %s: %w", c.cfg.Table, err)
-		}
-		if desc.TableStatus == types.TableStatusActive {
-			return nil
-		}
-	}
+	// waitActive's first DescribeTable is the existence check: it creates
+	// a missing table and returns at once for an ACTIVE one.
 	return c.waitActive(ctx)
 }
 

@@ -288,13 +288,13 @@ func (p *RecordProcessor) deliver(ss *shardSink, recs []Record, flush bool) {
 	}
 	if len(recs) == 0 {
 		p.tick(ss)
-	} else if err := p.call(ss, recs, func(ctx context.Context, w Writer) error { return w.Write(ctx, recs) }); err != nil {
+	} else if err := p.call(ss, func(ctx context.Context, w Writer) error { return w.Write(ctx, recs) }); err != nil {
 		p.parkSink(ss, recs, reasonOf(err), err)
 		return
 	}
 	ss.outstanding = append(ss.outstanding, recs...)
 	if flush && len(ss.outstanding) > 0 {
-		if err := p.call(ss, nil, func(ctx context.Context, w Writer) error { return w.Flush(ctx) }); err != nil {
+		if err := p.call(ss, func(ctx context.Context, w Writer) error { return w.Flush(ctx) }); err != nil {
 			p.parkSink(ss, nil, reasonOf(err), err)
 			return
 		}
@@ -321,7 +321,7 @@ func (p *RecordProcessor) tick(ss *shardSink) {
 // call timeout, retrying transient failures with capped exponential
 // backoff (honouring Retry-After) within the retry budget. A
 // *PartialError's failed events are parked and count as success.
-func (p *RecordProcessor) call(ss *shardSink, recs []Record, op func(context.Context, Writer) error) error {
+func (p *RecordProcessor) call(ss *shardSink, op func(context.Context, Writer) error) error {
 	budget := time.Now().Add(p.f.cfg.RetryBudget)
 	for attempt := 0; ; attempt++ {
 		if ss.w == nil {
@@ -370,15 +370,14 @@ type exhaustedError struct{ err error }
 func (e *exhaustedError) Error() string { return "retries exhausted: " + e.err.Error() }
 func (e *exhaustedError) Unwrap() error { return e.err }
 
+// reasonOf names why a failed call's records are parked; anything not an
+// open breaker or a permanent error outlasted the retries.
 func reasonOf(err error) string {
-	var ee *exhaustedError
 	switch {
 	case errors.Is(err, errBreakerOpen):
 		return ReasonBreakerOpen
 	case IsPermanent(err):
 		return ReasonPermanent
-	case errors.As(err, &ee):
-		return ReasonRetriesExhausted
 	}
 	return ReasonRetriesExhausted
 }

@@ -30,7 +30,15 @@ done
 # shellcheck disable=SC1091
 source "$run_dir/stack.env"
 
-go test -race -count=1 -tags integration -timeout 15m "$@" ./...
+if ! go test -race -count=1 -tags integration -timeout 15m "$@" ./...; then
+  # A shared emulator that died shows as "connection refused" in many
+  # packages at once; its own log says why.
+  if ! kill -0 "$stack_pid" 2>/dev/null; then
+    echo "test.sh: the shared emulator stack exited during the tests; its log:" >&2
+    tail -n 50 "$run_dir/devstack.log" >&2
+  fi
+  exit 1
+fi
 
 # Helm chart, IAM policies, image build: a separate module (Helm's SDK
 # stays out of go.mod); no cluster needed.
