@@ -343,16 +343,6 @@ func TestInitGivesUpWaiting(t *testing.T) {
 	}
 }
 
-func TestLeaseStealingUnsupported(t *testing.T) {
-	c := newTest(t, &fakeDB{}, listerFunc(noLister), nil)
-	if _, err := c.ListActiveWorkers(nil); !errors.Is(err, ErrLeaseStealingUnsupported) {
-		t.Errorf("ListActiveWorkers: %v", err)
-	}
-	if err := c.ClaimShard(shard("s", ""), "w2"); !errors.Is(err, ErrLeaseStealingUnsupported) {
-		t.Errorf("ClaimShard: %v", err)
-	}
-}
-
 func TestGetLeaseForAnotherWorkerID(t *testing.T) {
 	c := newTest(t, &fakeDB{}, listerFunc(noLister), nil)
 	err := c.GetLease(shard("s", ""), "w2")

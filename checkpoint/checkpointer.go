@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/prometheus/client_golang/prometheus"
 	chk "github.com/vmware/vmware-go-kcl-v2/clientlibrary/checkpoint"
 	"go.uber.org/zap"
 
@@ -40,14 +41,6 @@ const (
 	// DefaultTableWaitTimeout bounds Init's wait for a new table to become
 	// ACTIVE; DynamoDB usually takes a few seconds.
 	DefaultTableWaitTimeout = 2 * time.Minute
-)
-
-// Errors returned by Checkpointer.
-var (
-	// ErrLeaseStealingUnsupported is returned by ListActiveWorkers and
-	// ClaimShard: this checkpointer does not implement the library's
-	// claim-based stealing, so EnableLeaseStealing must stay off.
-	ErrLeaseStealingUnsupported = errors.New("checkpoint: lease stealing is not supported by this checkpointer; keep EnableLeaseStealing off")
 )
 
 // DynamoDBAPI is the part of the DynamoDB client the Checkpointer uses.
@@ -94,6 +87,24 @@ type Config struct {
 	// TableWaitTimeout bounds Init's wait for the table to be ACTIVE.
 	// Default DefaultTableWaitTimeout.
 	TableWaitTimeout time.Duration
+	// BalanceInterval is how often Run heartbeats and rebalances. Default
+	// DefaultBalanceInterval.
+	BalanceInterval time.Duration
+	// WorkerTTL is how long a heartbeat counts a worker as live; a worker
+	// killed without deregistering stops counting after it. Default
+	// LeaseDuration, so a dead worker's share and its leases free up
+	// together.
+	WorkerTTL time.Duration
+	// ClaimTTL is how long a claim holds a shard for its claimant: the
+	// holder's renewal, flush and checkpoint must fit in it. After it the
+	// claim is void and anyone may acquire the shard. Default
+	// LeaseDuration.
+	ClaimTTL time.Duration
+	// MaxLeases caps the leases this worker holds; 0 means no cap beyond
+	// its fair share.
+	MaxLeases int
+	// Registerer receives the lease metrics; nil: unregistered.
+	Registerer prometheus.Registerer
 	// Now returns the current time, for lease timeouts. Default time.Now;
 	// tests pass a fake clock.
 	Now func() time.Time
@@ -109,8 +120,12 @@ type Checkpointer struct {
 	cfg    Config
 	log    *zap.Logger
 
-	mu     sync.Mutex
-	tokens map[string]held // by shard ID: leases we acquired and not released
+	metrics *metrics
+
+	mu      sync.Mutex
+	tokens  map[string]held // by shard ID: leases we acquired and not released
+	view    view            // the last balance pass
+	closing bool            // Deregister ran: acquire nothing more
 
 	listMu    sync.Mutex // serialises ListShards refreshes
 	listing   map[string]shardInfo
@@ -148,6 +163,10 @@ func New(db DynamoDBAPI, shards ShardLister, cfg Config, log *zap.Logger) (*Chec
 		return nil, fmt.Errorf("checkpoint: Config.ShardCacheTTL %v is negative", cfg.ShardCacheTTL)
 	case cfg.TableWaitTimeout < 0:
 		return nil, fmt.Errorf("checkpoint: Config.TableWaitTimeout %v is negative", cfg.TableWaitTimeout)
+	case cfg.BalanceInterval < 0, cfg.WorkerTTL < 0, cfg.ClaimTTL < 0:
+		return nil, errors.New("checkpoint: Config.BalanceInterval, WorkerTTL and ClaimTTL must not be negative")
+	case cfg.MaxLeases < 0:
+		return nil, fmt.Errorf("checkpoint: Config.MaxLeases %d is negative", cfg.MaxLeases)
 	}
 	if cfg.LeaseDuration == 0 {
 		cfg.LeaseDuration = DefaultLeaseDuration
@@ -161,18 +180,32 @@ func New(db DynamoDBAPI, shards ShardLister, cfg Config, log *zap.Logger) (*Chec
 	if cfg.TableWaitTimeout == 0 {
 		cfg.TableWaitTimeout = DefaultTableWaitTimeout
 	}
+	if cfg.BalanceInterval == 0 {
+		cfg.BalanceInterval = DefaultBalanceInterval
+	}
+	if cfg.WorkerTTL == 0 {
+		cfg.WorkerTTL = cfg.LeaseDuration
+	}
+	if cfg.ClaimTTL == 0 {
+		cfg.ClaimTTL = cfg.LeaseDuration
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if log == nil {
 		log = zap.NewNop()
 	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
 	return &Checkpointer{
-		db:     db,
-		shards: shards,
-		cfg:    cfg,
-		log:    log.With(zap.String("table", cfg.Table), zap.String("worker", cfg.WorkerID)),
-		tokens: make(map[string]held),
+		metrics: m,
+		db:      db,
+		shards:  shards,
+		cfg:     cfg,
+		log:     log.With(zap.String("table", cfg.Table), zap.String("worker", cfg.WorkerID)),
+		tokens:  make(map[string]held),
 	}, nil
 }
 
@@ -193,6 +226,10 @@ type held struct {
 	// lease must end rather than silently take the shard again (it may
 	// have missed what another worker checkpointed meanwhile).
 	lost bool
+	// handoffTo is the worker that claimed the shard, as the last renewal
+	// saw it, and handoffSince when a renewal first saw the claim.
+	handoffTo    string
+	handoffSince time.Time
 }
 
 // lease returns what we hold for shard, if anything.

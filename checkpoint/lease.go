@@ -62,7 +62,11 @@ func (c *Checkpointer) renew(shard *par.ShardStatus, tok string) error {
 	u.cond = c.fence(u, tok)
 	ctx, cancel := c.callCtx()
 	defer cancel()
-	_, err := c.db.UpdateItem(ctx, u.input(c.cfg.Table, shard.ID))
+	in := u.input(c.cfg.Table, shard.ID)
+	// The whole row comes back, so the renewal sees a claim on it
+	// without another read.
+	in.ReturnValues = types.ReturnValueAllNew
+	out, err := c.db.UpdateItem(ctx, in)
 	if isConditionFailed(err) {
 		c.markLost(shard.ID, tok)
 		c.log.Info("lease lost", zap.String("shard", shard.ID))
@@ -72,6 +76,11 @@ func (c *Checkpointer) renew(shard *par.ShardStatus, tok string) error {
 		// The write may have happened: keep the token. The library ends
 		// the consumer on this error and RemoveLeaseOwner releases it.
 		return fmt.Errorf("checkpoint: renew lease on shard %s: %w", shard.ID, err)
+	}
+	if out != nil && len(out.Attributes) > 0 {
+		if r, err := decodeRow(out.Attributes); err == nil {
+			c.noteClaim(shard.ID, tok, r, c.cfg.Now())
+		}
 	}
 	shard.Mux.Lock()
 	shard.AssignedTo = c.cfg.WorkerID
@@ -103,6 +112,15 @@ func (c *Checkpointer) acquire(shard *par.ShardStatus) error {
 	if found && r.heldByOther(c.cfg.WorkerID, now) {
 		return notAcquired("shard %s is held by %s until %s", shard.ID, r.Owner, r.TimeoutRaw)
 	}
+	// A claim reserves a released shard for its claimant, so that a
+	// handoff goes where the balancer meant it to.
+	claimed := found && r.claimLive(now)
+	if claimed && r.ClaimRequest != c.cfg.WorkerID && c.claimantAlive(r.ClaimRequest) {
+		return notAcquired("shard %s is claimed by %s", shard.ID, r.ClaimRequest)
+	}
+	if why := c.admit(claimed && r.ClaimRequest == c.cfg.WorkerID); why != "" {
+		return notAcquired("acquire shard %s: %s", shard.ID, why)
+	}
 	info, err := c.checkParents(shard.ID)
 	if err != nil {
 		return err
@@ -122,6 +140,7 @@ func (c *Checkpointer) acquire(shard *par.ShardStatus) error {
 		u.name("wm", attrSinkWatermarks) + " = if_not_exists(#wm, " + u.value("empty", emptyMap()) + ")",
 		u.name("st", attrSinkState) + " = if_not_exists(#st, :empty)",
 	}
+	u.remove = []string{u.name("claim", attrClaimRequest), u.name("cexp", attrClaimExpiry)}
 	parent := info.parent
 	if parent == "" {
 		parent = shard.ParentShardId
@@ -146,7 +165,7 @@ func (c *Checkpointer) acquire(shard *par.ShardStatus) error {
 	shard.LeaseTimeout = timeout
 	shard.Mux.Unlock()
 	c.log.Info("lease acquired", zap.String("shard", shard.ID), zap.Int64("counter", r.Counter+1),
-		zap.String("previousOwner", r.Owner))
+		zap.String("previousOwner", r.Owner), zap.Bool("claimed", claimed))
 	return nil
 }
 
@@ -417,16 +436,4 @@ func (c *Checkpointer) GetLeaseOwner(shardID string) (string, error) {
 		return "", chk.NoLeaseOwnerErr
 	}
 	return r.Owner, nil
-}
-
-// ListActiveWorkers returns ErrLeaseStealingUnsupported. It implements
-// chk.Checkpointer; the library calls it only with EnableLeaseStealing.
-func (c *Checkpointer) ListActiveWorkers(map[string]*par.ShardStatus) (map[string][]*par.ShardStatus, error) {
-	return nil, ErrLeaseStealingUnsupported
-}
-
-// ClaimShard returns ErrLeaseStealingUnsupported. It implements
-// chk.Checkpointer; the library calls it only with EnableLeaseStealing.
-func (c *Checkpointer) ClaimShard(*par.ShardStatus, string) error {
-	return ErrLeaseStealingUnsupported
 }

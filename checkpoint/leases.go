@@ -28,13 +28,45 @@ type Lease struct {
 	Counter int64
 	// ParentShardID is the shard's parent as recorded at acquisition.
 	ParentShardID string
+	// ClaimRequest is the worker that claimed the shard for a handoff,
+	// "" if none (the claim may have expired).
+	ClaimRequest string
 }
 
-// Leases returns every row of the lease table, sorted by shard ID, from a
-// consistent, paginated Scan, for metrics, tooling and tests. It reads the
-// whole table: call it at a metrics cadence, not per shard.
+// Leases returns every shard row of the lease table, sorted by shard ID,
+// from a consistent, paginated Scan, for metrics, tooling and tests.
+// Worker rows are left out. It reads the whole table: call it at a
+// metrics cadence, not per shard.
 func (c *Checkpointer) Leases(ctx context.Context) ([]Lease, error) {
+	rows, err := c.scanRows(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var leases []Lease
+	for _, r := range rows {
+		if r.IsWorker {
+			continue
+		}
+		leases = append(leases, Lease{
+			ShardID:       r.ShardID,
+			Owner:         r.Owner,
+			Timeout:       r.Timeout,
+			Checkpoint:    r.Checkpoint,
+			Counter:       r.Counter,
+			ParentShardID: r.Parent,
+			ClaimRequest:  r.ClaimRequest,
+		})
+	}
+	slices.SortFunc(leases, func(a, b Lease) int { return strings.Compare(a.ShardID, b.ShardID) })
+	return leases, nil
+}
+
+// scanRows reads every row of the table, shard and worker rows alike,
+// with a consistent, paginated Scan: the library's own scan reads one
+// eventually consistent page, which misses rows beyond 1 MB and can show
+// a lease as held after its release.
+func (c *Checkpointer) scanRows(ctx context.Context) ([]row, error) {
+	var rows []row
 	var start map[string]types.AttributeValue
 	for {
 		in := &dynamodb.ScanInput{
@@ -60,20 +92,11 @@ func (c *Checkpointer) Leases(ctx context.Context) ([]Lease, error) {
 				}
 				return nil, fmt.Errorf("checkpoint: decode lease row %q: %w", id.Value, err)
 			}
-			leases = append(leases, Lease{
-				ShardID:       r.ShardID,
-				Owner:         r.Owner,
-				Timeout:       r.Timeout,
-				Checkpoint:    r.Checkpoint,
-				Counter:       r.Counter,
-				ParentShardID: r.Parent,
-			})
+			rows = append(rows, r)
 		}
 		if len(out.LastEvaluatedKey) == 0 {
-			break
+			return rows, nil
 		}
 		start = out.LastEvaluatedKey
 	}
-	slices.SortFunc(leases, func(a, b Lease) int { return strings.Compare(a.ShardID, b.ShardID) })
-	return leases, nil
 }

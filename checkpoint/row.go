@@ -22,6 +22,18 @@ const (
 	attrToken          = "LeaseToken"
 	attrSinkWatermarks = "SinkWatermarks"
 	attrSinkState      = "SinkState"
+	attrClaimExpiry    = "ClaimExpiry"
+	attrEntityType     = "EntityType"
+	attrHeartbeat      = "HeartbeatExpiry"
+	attrWorkerLeases   = "LeasesHeld"
+)
+
+// Worker rows share the lease table with shard rows, as KCL 3.5's single
+// table format does: their hash key is workerKeyPrefix + the worker ID,
+// which no shard ID can start with, and EntityType is entityWorker.
+const (
+	workerKeyPrefix = "worker/"
+	entityWorker    = "worker"
 )
 
 // timeFormat is the library's LeaseTimeout format.
@@ -39,11 +51,16 @@ type row struct {
 	HasCheckpoint bool
 	Parent        string
 	ClaimRequest  string
+	ClaimExpiry   time.Time // zero without a claim
 	Counter       int64
 	HasCounter    bool
 	Token         string
 	Watermarks    map[string]string
 	State         map[string][]byte
+	// IsWorker marks a worker row; of the fields above only ShardID (the
+	// key) is set, and Heartbeat is when the worker counts as gone.
+	IsWorker  bool
+	Heartbeat time.Time
 }
 
 // decodeRow decodes a lease row. It fails on attributes of the wrong type
@@ -77,6 +94,18 @@ func decodeRow(item map[string]types.AttributeValue) (row, error) {
 	if r.HasTimeout && r.TimeoutRaw != "" {
 		if r.Timeout, err = time.Parse(timeFormat, r.TimeoutRaw); err != nil {
 			return row{}, fmt.Errorf("attribute %s: %w", attrTimeout, err)
+		}
+	}
+	if et, _ := str(attrEntityType); et == entityWorker {
+		r.IsWorker = true
+		if r.Heartbeat, err = msAttr(item, attrHeartbeat); err != nil {
+			return row{}, err
+		}
+		return r, nil
+	}
+	if r.ClaimRequest != "" {
+		if r.ClaimExpiry, err = msAttr(item, attrClaimExpiry); err != nil {
+			return row{}, err
 		}
 	}
 	if v, ok := item[attrCounter]; ok {
@@ -125,6 +154,33 @@ func decodeRow(item map[string]types.AttributeValue) (row, error) {
 // whatever its timeout: RemoveLeaseOwner removes the owner on release.
 func (r row) heldByOther(me string, now time.Time) bool {
 	return r.Owner != "" && r.Owner != me && now.Before(r.Timeout)
+}
+
+// msAttr decodes a time stored as N milliseconds since the epoch; absent
+// decodes to the zero time. Claim and heartbeat expiries are numbers, not
+// the library's RFC3339Nano strings, so that conditions can compare them.
+func msAttr(item map[string]types.AttributeValue, name string) (time.Time, error) {
+	v, ok := item[name]
+	if !ok {
+		return time.Time{}, nil
+	}
+	n, isN := v.(*types.AttributeValueMemberN)
+	if !isN {
+		return time.Time{}, fmt.Errorf("attribute %s is %T, want N", name, v)
+	}
+	ms, err := strconv.ParseInt(n.Value, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("attribute %s: %w", name, err)
+	}
+	return time.UnixMilli(ms), nil
+}
+
+func msValue(t time.Time) types.AttributeValue { return nAttr(t.UnixMilli()) }
+
+// claimLive reports whether the row carries a claim that has not expired
+// at now.
+func (r row) claimLive(now time.Time) bool {
+	return r.ClaimRequest != "" && now.Before(r.ClaimExpiry)
 }
 
 func sAttr(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }

@@ -85,13 +85,16 @@ type sinkRuntime struct {
 // was lost: when a shard gets a new processor, the old one is closed and
 // its buffered sink state dropped. It is safe for concurrent use.
 type Factory struct {
-	cfg     Config
-	sinks   []*sinkRuntime
-	dlq     DeadLetters
-	store   ProgressStore
-	log     *zap.Logger
-	dec     *event.RecordDecoder
-	metrics *metrics
+	cfg   Config
+	sinks []*sinkRuntime
+	dlq   DeadLetters
+	store ProgressStore
+	// handoffs is store's Handoffs side, nil if its leases cannot be
+	// claimed.
+	handoffs Handoffs
+	log      *zap.Logger
+	dec      *event.RecordDecoder
+	metrics  *metrics
 
 	mu    sync.Mutex
 	procs map[string]*RecordProcessor
@@ -118,6 +121,7 @@ func NewFactory(cfg Config, sinks []Sink, dlq DeadLetters, store ProgressStore, 
 		return nil, fmt.Errorf("create processor factory: %w", err)
 	}
 	f := &Factory{cfg: cfg, dlq: dlq, store: store, log: log, dec: dec, metrics: m, procs: map[string]*RecordProcessor{}}
+	f.handoffs, _ = store.(Handoffs)
 	seen := map[string]bool{}
 	for _, s := range sinks {
 		name := s.Name()

@@ -111,6 +111,12 @@ func (p *RecordProcessor) ProcessRecords(in *kcl.ProcessRecordsInput) {
 	if p.isClosed() {
 		return
 	}
+	if h := p.f.handoffs; h != nil && h.HandoffRequested(p.shard) {
+		// This batch is left undelivered: the claimant reads it again
+		// from the checkpoint the handoff saves.
+		p.handoff(h)
+		return
+	}
 	start := time.Now()
 	recs := p.decode(in.Records)
 	if p.isClosed() {
@@ -164,6 +170,36 @@ func (p *RecordProcessor) Shutdown(in *kcl.ShutdownInput) {
 		return
 	}
 	p.log.Info("shard end checkpointed")
+}
+
+// handoff gives the shard's lease to the worker that claimed it: flush
+// every sink, save the progress, and only then release the lease, so
+// that the claimant resumes exactly where this processor stopped. If any
+// step fails the lease is kept and the next batch tries again (the claim
+// may expire meanwhile; the lease is then simply kept).
+func (p *RecordProcessor) handoff(h Handoffs) {
+	start := time.Now()
+	p.log.Info("handing the lease over: flushing every sink")
+	p.fanOut(nil, true)
+	for _, ss := range p.sinks {
+		if len(ss.outstanding) > 0 {
+			p.log.Warn("handoff postponed: a sink holds undelivered records", zap.String("sink", ss.rt.name))
+			return
+		}
+	}
+	if !p.checkpoint(true) {
+		return
+	}
+	err := p.retry(func(ctx context.Context) error { return h.Handoff(ctx, p.shard) })
+	if errors.Is(err, ErrLeaseLost) {
+		p.close("lease lost")
+		return
+	}
+	if err != nil {
+		p.log.Error("hand over lease; keeping it", zap.Error(err))
+		return
+	}
+	p.close("handed over after " + time.Since(start).Round(time.Millisecond).String())
 }
 
 func shutdownReason(r kcl.ShutdownReason) string {

@@ -37,3 +37,18 @@ type ProgressStore interface {
 	// SaveSinkState writes one sink's state.
 	SaveSinkState(ctx context.Context, shardID, sink string, state []byte) error
 }
+
+// Handoffs is implemented by a ProgressStore whose leases other workers
+// can claim, to balance shards. When HandoffRequested reports a claim,
+// the processor flushes every sink, saves its progress, then calls
+// Handoff, and delivers nothing more for the shard: the claimant resumes
+// from exactly the saved progress, so the move duplicates and skips
+// nothing (KCL 3.x's graceful lease handoff).
+type Handoffs interface {
+	// HandoffRequested reports whether another worker waits for
+	// shardID's lease. It must be cheap: it is called before each batch.
+	HandoffRequested(shardID string) bool
+	// Handoff releases shardID's lease to its claimant. It fails with an
+	// error wrapping ErrLeaseLost once the lease is no longer held.
+	Handoff(ctx context.Context, shardID string) error
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/buildtelemetry/pipeline/checkpoint"
 	"github.com/buildtelemetry/pipeline/internal/envflag"
 )
 
@@ -24,6 +25,8 @@ type runConfig struct {
 	ShardSync       time.Duration
 	LeaseDuration   time.Duration
 	LeaseRefresh    time.Duration
+	BalanceInterval time.Duration
+	MaxLeases       int
 	MaxRecords      int
 	IdleTime        time.Duration
 	SinkTimeout     time.Duration
@@ -92,6 +95,8 @@ func loadRunConfig(args []string, getenv func(string) string) (runConfig, error)
 	fs.Duration(&c.ShardSync, "shard-sync", "WORKER_SHARD_SYNC_INTERVAL", defaultShardSync, "how often the worker lists shards and takes a free lease (one per tick)")
 	fs.Duration(&c.LeaseDuration, "lease-duration", "WORKER_LEASE_DURATION", defaultLeaseDuration, "lease lifetime: a dead worker's shards are taken over after it")
 	fs.Duration(&c.LeaseRefresh, "lease-refresh", "WORKER_LEASE_REFRESH", defaultLeaseRefresh, "how often held leases are renewed")
+	fs.Duration(&c.BalanceInterval, "balance-interval", "WORKER_BALANCE_INTERVAL", checkpoint.DefaultBalanceInterval, "how often the worker heartbeats and rebalances leases with the other workers")
+	fs.Int(&c.MaxLeases, "max-leases", "WORKER_MAX_LEASES", 0, "most leases this worker holds (0: no cap beyond its fair share)")
 	fs.Int(&c.MaxRecords, "max-records", "WORKER_MAX_RECORDS", 250, "records per GetRecords call; each of ours packs many events, so this bounds a batch's memory")
 	fs.Duration(&c.IdleTime, "idle-time", "WORKER_IDLE_TIME", time.Second, "wait between polls of an idle shard")
 	fs.Duration(&c.SinkTimeout, "sink-timeout", "WORKER_SINK_TIMEOUT", 30*time.Second, "timeout of one sink call")
@@ -148,6 +153,12 @@ func loadRunConfig(args []string, getenv func(string) string) (runConfig, error)
 	}
 	if c.WorkerID == "" {
 		c.WorkerID = fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano()%100000)
+	}
+	if c.MaxLeases < 0 {
+		errs = append(errs, errors.New("WORKER_MAX_LEASES must not be negative"))
+	}
+	if c.BalanceInterval <= 0 {
+		errs = append(errs, errors.New("WORKER_BALANCE_INTERVAL must be positive"))
 	}
 	if c.LeaseRefresh >= c.LeaseDuration {
 		errs = append(errs, errors.New("WORKER_LEASE_REFRESH must be shorter than WORKER_LEASE_DURATION"))

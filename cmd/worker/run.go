@@ -96,6 +96,7 @@ func runWorker(args []string, getenv func(string) string) error {
 
 	cp, err := checkpoint.New(clients.ddb, clients.kinesis, checkpoint.Config{
 		Table: cfg.LeaseTable, Stream: cfg.Stream, WorkerID: cfg.WorkerID, LeaseDuration: cfg.LeaseDuration,
+		BalanceInterval: cfg.BalanceInterval, MaxLeases: cfg.MaxLeases, Registerer: reg,
 	}, log.Named("checkpoint"))
 	if err != nil {
 		return err
@@ -143,9 +144,15 @@ func runWorker(args []string, getenv func(string) string) error {
 		WithIdleTimeBetweenReadsInMillis(int(cfg.IdleTime.Milliseconds())).
 		// Empty batches are the tick that lets buffering sinks flush by age.
 		WithCallProcessRecordsEvenForEmptyRecordList(true).
+		// The checkpointer balances leases itself (cp.Run): the
+		// library's stealing cannot reach a fair share and drops the
+		// shard without a final checkpoint.
 		WithLeaseStealing(false).
 		WithLogger(kcladapter.NewLogger(log.Named("kcl"))).
 		WithMonitoringService(kclMetrics)
+	if cfg.MaxLeases > 0 {
+		kcfg = kcfg.WithMaxLeasesForWorker(cfg.MaxLeases)
+	}
 	w := kclworker.NewWorker(factory, kcfg).WithKinesis(clients.kinesis).WithCheckpointer(cp)
 
 	var ready atomic.Bool
@@ -163,6 +170,12 @@ func runWorker(args []string, getenv func(string) string) error {
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start KCL worker: %w", err)
 	}
+	balanceCtx, stopBalance := context.WithCancel(ctx)
+	balanced := make(chan struct{})
+	go func() {
+		defer close(balanced)
+		_ = cp.Run(balanceCtx)
+	}()
 	ready.Store(true)
 	log.Info("worker started", zap.String("stream", cfg.Stream), zap.String("lease_table", cfg.LeaseTable),
 		zap.Int("sinks", len(sinks)), zap.String("health_addr", cfg.HealthAddr), zap.String("metrics_addr", cfg.MetricsAddr))
@@ -177,6 +190,14 @@ func runWorker(args []string, getenv func(string) string) error {
 		log.Warn("second signal, exiting without a graceful shutdown")
 		os.Exit(1)
 	}()
+	// Leave the balance first: no more claims or acquisitions, and the
+	// other workers count this one out at once, so they take its shards
+	// as the library releases them below.
+	stopBalance()
+	<-balanced
+	if err := cp.Deregister(context.WithoutCancel(ctx)); err != nil {
+		log.Warn("deregister; the others count this worker out when its heartbeat expires", zap.Error(err))
+	}
 	// The library's Shutdown has no timeout: each shard finishes its
 	// batch, flushes its sinks, checkpoints and releases its lease.
 	done := make(chan struct{})
