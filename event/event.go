@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // Type is a Segment message type.
@@ -78,19 +79,62 @@ type Event struct {
 	ReceivedAt  time.Time
 	Source      string
 
-	fields map[string]json.RawMessage
+	// fields are the top-level fields in the order read, values as raw
+	// slices of the decoded bytes. A slice, not a map: the worker holds
+	// thousands of events per shard, and a map of a dozen entries costs
+	// about a kilobyte while this costs 40 bytes an entry. Lookups scan;
+	// events have a dozen fields.
+	fields []field
+}
+
+// field is one top-level field.
+type field struct {
+	name  string
+	value json.RawMessage
+}
+
+// fieldsOf turns decoded fields into the event's form.
+func fieldsOf(m map[string]json.RawMessage) []field {
+	fs := make([]field, 0, len(m))
+	for k, v := range m {
+		fs = append(fs, field{intern(k), v})
+	}
+	// Sorted, as the gateway writes them, so that an event reads back
+	// with its fields in the same order whichever way it was decoded.
+	slices.SortFunc(fs, func(a, b field) int { return strings.Compare(a.name, b.name) })
+	return fs
 }
 
 // Field returns the raw JSON of a top-level field, or nil when absent.
-func (e *Event) Field(name string) json.RawMessage { return e.fields[name] }
+func (e *Event) Field(name string) json.RawMessage {
+	for i := range e.fields {
+		if e.fields[i].name == name {
+			return e.fields[i].value
+		}
+	}
+	return nil
+}
 
 // FieldNames returns the names of the event's top-level fields, unsorted.
 func (e *Event) FieldNames() []string {
 	names := make([]string, 0, len(e.fields))
-	for k := range e.fields {
-		names = append(names, k)
+	for _, f := range e.fields {
+		names = append(names, f.name)
 	}
 	return names
+}
+
+// HeapSize estimates the bytes the event holds beyond its raw JSON (which
+// its field values point into): the struct, the field index and the typed
+// strings. The worker charges it against its memory budget.
+func (e *Event) HeapSize() int {
+	n := int(unsafe.Sizeof(*e)) + cap(e.fields)*int(unsafe.Sizeof(field{}))
+	for _, f := range e.fields {
+		if !interned(f.name) {
+			n += len(f.name)
+		}
+	}
+	return n + len(e.MessageID) + len(e.Name) + len(e.UserID) + len(e.AnonymousID) + len(e.Source) + len(e.Type)
 }
 
 // Lookup returns the raw JSON at a dotted path such as
@@ -98,17 +142,14 @@ func (e *Event) FieldNames() []string {
 // any step is missing or is not an object.
 func (e *Event) Lookup(path string) (json.RawMessage, bool) {
 	head, rest, nested := strings.Cut(path, ".")
-	v, ok := e.fields[head]
-	if !ok {
+	v := e.Field(head)
+	if v == nil {
 		return nil, false
 	}
 	for nested {
 		head, rest, nested = strings.Cut(rest, ".")
-		var obj map[string]json.RawMessage
-		if len(v) == 0 || v[0] != '{' || json.Unmarshal(v, &obj) != nil {
-			return nil, false
-		}
-		if v, ok = obj[head]; !ok {
+		var ok bool
+		if v, ok = objectField(v, head); !ok {
 			return nil, false
 		}
 	}
@@ -154,10 +195,13 @@ func (e *Event) Set(name string, v any) error {
 	if err != nil {
 		return fmt.Errorf("marshal field %q: %w", name, err)
 	}
-	if e.fields == nil {
-		e.fields = make(map[string]json.RawMessage)
+	for i := range e.fields {
+		if e.fields[i].name == name {
+			e.fields[i].value = b
+			return nil
+		}
 	}
-	e.fields[name] = b
+	e.fields = append(e.fields, field{name, b})
 	return nil
 }
 
@@ -171,24 +215,21 @@ func (e *Event) MarshalJSON() ([]byte, error) {
 // already validated, so unlike json.Marshal this does not re-scan them:
 // it is the gateway's hot path.
 func (e *Event) AppendJSON(dst []byte) []byte {
-	keys := make([]string, 0, len(e.fields))
-	for k := range e.fields {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
+	sorted := slices.Clone(e.fields)
+	slices.SortFunc(sorted, func(a, b field) int { return strings.Compare(a.name, b.name) })
 	size := 2
-	for k, v := range e.fields {
-		size += len(k) + len(v) + 4
+	for _, f := range sorted {
+		size += len(f.name) + len(f.value) + 4
 	}
 	dst = slices.Grow(dst, size)
 	dst = append(dst, '{')
-	for i, k := range keys {
+	for i, f := range sorted {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, k)
+		dst = appendString(dst, f.name)
 		dst = append(dst, ':')
-		v := e.fields[k]
+		v := f.value
 		if len(v) == 0 {
 			v = json.RawMessage("null")
 		}
@@ -222,14 +263,14 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	if fields == nil {
 		return fmt.Errorf("decode event: not an object")
 	}
-	return e.setFields(fields)
+	return e.setFields(fieldsOf(fields))
 }
 
 // setFields fills the event from its decoded top-level fields.
-func (e *Event) setFields(fields map[string]json.RawMessage) error {
+func (e *Event) setFields(fields []field) error {
 	*e = Event{fields: fields}
 	str := func(name string) string {
-		s, _ := scalarString(fields[name])
+		s, _ := scalarString(e.Field(name))
 		return s
 	}
 	e.MessageID = str(FieldMessageID)

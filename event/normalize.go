@@ -252,7 +252,7 @@ func (n *Normalizer) normalizeOne(r *Request, raw json.RawMessage, idx int, meta
 			return nil, invalid(idx, "", "malformed JSON: %v", err)
 		}
 	}
-	e := &Event{fields: f, Source: meta.Source}
+	e := &Event{Source: meta.Source}
 	delete(f, FieldWriteKey)
 
 	// Type.
@@ -399,6 +399,7 @@ func (n *Normalizer) normalizeOne(r *Request, raw json.RawMessage, idx int, meta
 		e.MessageID = n.newID()
 	}
 	f[FieldMessageID] = mustJSON(e.MessageID)
+	e.fields = fieldsOf(f)
 	return e, nil
 }
 

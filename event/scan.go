@@ -28,12 +28,12 @@ var errNotObject = errors.New("not a JSON object")
 
 // splitObject returns the top-level fields of a JSON object, values as
 // raw slices of b.
-func splitObject(b []byte) (map[string]json.RawMessage, error) {
+func splitObject(b []byte) ([]field, error) {
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return nil, errNotObject
 	}
-	fields := make(map[string]json.RawMessage, 16)
+	fields := make([]field, 0, 16)
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		return fields, trailing(b, i+1)
@@ -52,7 +52,7 @@ func splitObject(b []byte) (map[string]json.RawMessage, error) {
 				return nil, fmt.Errorf("key at byte %d: %w", i, err)
 			}
 		} else {
-			key = string(b[i+1 : end-1])
+			key = internBytes(b[i+1 : end-1])
 		}
 		i = skipWS(b, end)
 		if i >= len(b) || b[i] != ':' {
@@ -63,7 +63,7 @@ func splitObject(b []byte) (map[string]json.RawMessage, error) {
 		if err != nil {
 			return nil, err
 		}
-		fields[key] = b[i:vend]
+		fields = setField(fields, key, b[i:vend])
 		i = skipWS(b, vend)
 		if i >= len(b) {
 			return nil, errors.New("unterminated object")

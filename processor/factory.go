@@ -48,6 +48,10 @@ type Config struct {
 	// CheckpointInterval is the least time between progress writes of a
 	// shard (DefaultCheckpointInterval); shutdown and shard end always write.
 	CheckpointInterval time.Duration
+	// MemoryBudget bounds the bytes of decoded records that all shards
+	// hold at once, from decoding until every sink made them durable
+	// (DefaultMemoryBudget).
+	MemoryBudget int64
 	// Breaker configures every sink's breaker.
 	Breaker BreakerConfig
 	// Registerer receives the processor's metrics; nil: unregistered.
@@ -69,6 +73,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CheckpointInterval <= 0 {
 		c.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if c.MemoryBudget <= 0 {
+		c.MemoryBudget = DefaultMemoryBudget
 	}
 }
 
@@ -95,6 +102,7 @@ type Factory struct {
 	log      *zap.Logger
 	dec      *event.RecordDecoder
 	metrics  *metrics
+	mem      *budget
 
 	mu    sync.Mutex
 	procs map[string]*RecordProcessor
@@ -122,6 +130,16 @@ func NewFactory(cfg Config, sinks []Sink, dlq DeadLetters, store ProgressStore, 
 	}
 	f := &Factory{cfg: cfg, dlq: dlq, store: store, log: log, dec: dec, metrics: m, procs: map[string]*RecordProcessor{}}
 	f.handoffs, _ = store.(Handoffs)
+	f.mem = newBudget(cfg.MemoryBudget)
+	m.memBudget.Set(float64(cfg.MemoryBudget))
+	if cfg.Registerer != nil {
+		err := cfg.Registerer.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "worker_memory_budget_used_bytes",
+			Help: "Bytes of decoded records held by all shards, charged against WORKER_MEMORY_LIMIT's budget."},
+			func() float64 { return float64(f.mem.used.Load()) }))
+		if err != nil {
+			return nil, fmt.Errorf("create processor factory: %w", err)
+		}
+	}
 	seen := map[string]bool{}
 	for _, s := range sinks {
 		name := s.Name()

@@ -19,6 +19,7 @@ type metrics struct {
 	batchDuration  prometheus.Histogram
 	checkpoints    prometheus.Counter
 	leases         prometheus.Gauge
+	memBudget      prometheus.Gauge
 	behind         *prometheus.GaugeVec
 	checkpointLag  *prometheus.GaugeVec
 }
@@ -36,6 +37,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		breakerState:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "worker_sink_breaker_state", Help: "Breaker state per sink: 0 closed, 1 half-open, 2 open."}, []string{"sink"}),
 		batchDuration:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "worker_batch_duration_seconds", Help: "Time to decode, fan out and checkpoint one GetRecords batch.", Buckets: durations}),
 		checkpoints:    prometheus.NewCounter(prometheus.CounterOpts{Name: "worker_checkpoints_total", Help: "Progress writes to the lease table."}),
+		memBudget:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "worker_memory_budget_bytes", Help: "Budget of decoded records shared by all shards."}),
 		leases:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "worker_shard_processors", Help: "Shards this worker is processing (leases held)."}),
 		behind:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "worker_seconds_behind_latest", Help: "How far behind the tip of its shard the last batch was."}, []string{"shard"}),
 		checkpointLag:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "worker_checkpoint_lag_seconds", Help: "Age of the oldest received record the shard's checkpoint has not passed (0 when caught up)."}, []string{"shard"}),
@@ -44,7 +46,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.records, m.events, m.decodeFailures, m.delivered, m.parked, m.sinkErrors,
-		m.callDuration, m.breakerState, m.batchDuration, m.checkpoints, m.leases, m.behind, m.checkpointLag} {
+		m.callDuration, m.breakerState, m.batchDuration, m.checkpoints, m.leases, m.behind, m.checkpointLag, m.memBudget} {
 		if err := reg.Register(c); err != nil {
 			return nil, errors.Join(errors.New("register processor metrics"), err)
 		}

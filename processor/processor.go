@@ -38,6 +38,11 @@ type RecordProcessor struct {
 	saved    Progress // what the lease row holds
 	lastSave time.Time
 	lastSeq  string // last sequence number received
+	// charges are the budget held by records not yet durable in every
+	// sink, in sequence order.
+	charges []charge
+	// chunkSize is the budget of the records in the chunk being built.
+	chunkSize int64
 	// unsaved are the arrival times of received records beyond the
 	// saved checkpoint, oldest first: the checkpoint lag metric.
 	unsaved []seqTime
@@ -118,15 +123,30 @@ func (p *RecordProcessor) ProcessRecords(in *kcl.ProcessRecordsInput) {
 		return
 	}
 	start := time.Now()
-	recs := p.decode(in.Records)
-	if p.isClosed() {
-		return
-	}
 	if n := len(in.Records); n > 0 {
-		p.lastSeq = MaxSeq(p.lastSeq, aws.ToString(in.Records[n-1].SequenceNumber))
-		p.unsaved = append(p.unsaved, seqTime{p.lastSeq, aws.ToTime(in.Records[0].ApproximateArrivalTimestamp)})
+		p.unsaved = append(p.unsaved, seqTime{aws.ToString(in.Records[n-1].SequenceNumber), aws.ToTime(in.Records[0].ApproximateArrivalTimestamp)})
 	}
-	p.fanOut(recs, false)
+	if p.f.mem.pressed() && len(p.charges) > 0 {
+		// Another shard waits for memory: give back what our sinks hold
+		// in their buffers instead of letting it wait for their age limit.
+		p.fanOut(nil, true)
+		p.releaseDurable()
+	}
+	var chunk []Record
+	p.chunkSize = 0
+	for _, kr := range in.Records {
+		r, ok := p.decodeOne(kr)
+		if ok && !p.charge(r, &chunk) {
+			return // closed while waiting for memory
+		}
+		p.lastSeq = MaxSeq(p.lastSeq, aws.ToString(kr.SequenceNumber))
+		if ok {
+			chunk = append(chunk, r)
+		}
+	}
+	p.f.metrics.records.Add(float64(len(in.Records)))
+	p.fanOut(chunk, false)
+	p.releaseDurable()
 	if p.leaseLost.Load() {
 		p.log.Warn("lease lost while delivering; dropping sink state")
 		p.close("lease lost")
@@ -238,6 +258,12 @@ func (p *RecordProcessor) close(why string) {
 			ss.w = nil
 		}
 	}
+	var held int64
+	for _, c := range p.charges {
+		held += c.size
+	}
+	p.charges = nil
+	p.f.mem.release(held)
 	p.f.unregister(p)
 	p.f.metrics.leases.Dec()
 	p.f.metrics.behind.DeleteLabelValues(p.shard)
@@ -247,44 +273,94 @@ func (p *RecordProcessor) close(why string) {
 	}
 }
 
-// decode turns Kinesis records into Records. A record that does not decode
-// is parked with its reason and never reaches a sink; the shard goes on.
-func (p *RecordProcessor) decode(in []types.Record) []Record {
-	out := make([]Record, 0, len(in))
-	for _, kr := range in {
-		seq := aws.ToString(kr.SequenceNumber)
-		r := Record{SequenceNumber: seq, ArrivalTime: aws.ToTime(kr.ApproximateArrivalTimestamp)}
-		raws, err := p.f.dec.Decode(kr.Data)
-		if err == nil {
-			// Our records hold events the gateway validated, under a
-			// verified checksum; other producers' JSON gets full parsing.
-			parse := event.Parse
-			if event.IsRecord(kr.Data) {
-				parse = event.ParseTrusted
-			}
-			r.Raw = raws
-			r.Events = make([]*event.Event, len(raws))
-			for i, raw := range raws {
-				if r.Events[i], err = parse(raw); err != nil {
-					break
-				}
+// decodeOne turns a Kinesis record into a Record. A record that does not
+// decode is parked with its reason and never reaches a sink; the shard
+// goes on.
+func (p *RecordProcessor) decodeOne(kr types.Record) (Record, bool) {
+	seq := aws.ToString(kr.SequenceNumber)
+	r := Record{SequenceNumber: seq, ArrivalTime: aws.ToTime(kr.ApproximateArrivalTimestamp)}
+	raws, err := p.f.dec.Decode(kr.Data)
+	if err == nil {
+		// Our records hold events the gateway validated, under a
+		// verified checksum; other producers' JSON gets full parsing.
+		parse := event.Parse
+		if event.IsRecord(kr.Data) {
+			parse = event.ParseTrusted
+		}
+		r.Raw = raws
+		r.Events = make([]*event.Event, len(raws))
+		for i, raw := range raws {
+			if r.Events[i], err = parse(raw); err != nil {
+				break
 			}
 		}
-		if err != nil {
-			p.f.metrics.decodeFailures.Inc()
-			p.log.Warn("parking undecodable record", zap.String("seq", seq), zap.Error(err))
-			p.park(Letter{
-				Sink: DecodeSink, Reason: ReasonDecode, Error: err.Error(),
-				FirstSeq: seq, LastSeq: seq,
-				Entries: []LetterEntry{{SequenceNumber: seq, Data: kr.Data, Error: err.Error()}},
-			})
-			continue
-		}
-		p.f.metrics.events.Add(float64(len(r.Events)))
-		out = append(out, r)
 	}
-	p.f.metrics.records.Add(float64(len(in)))
-	return out
+	if err != nil {
+		p.f.metrics.decodeFailures.Inc()
+		p.log.Warn("parking undecodable record", zap.String("seq", seq), zap.Error(err))
+		p.park(Letter{
+			Sink: DecodeSink, Reason: ReasonDecode, Error: err.Error(),
+			FirstSeq: seq, LastSeq: seq,
+			Entries: []LetterEntry{{SequenceNumber: seq, Data: kr.Data, Error: err.Error()}},
+		})
+		return Record{}, false
+	}
+	p.f.metrics.events.Add(float64(len(r.Events)))
+	return r, true
+}
+
+// charge takes r's memory from the shared budget before r joins chunk.
+// Without budget it first delivers the chunk and gives back what the
+// sinks made durable, then flushes every sink, and only then waits: a
+// shard never waits while holding memory it could free. It returns
+// false if the processor closed while waiting.
+func (p *RecordProcessor) charge(r Record, chunk *[]Record) bool {
+	b := p.f.mem
+	size := b.clamp(recordCost(r))
+	if p.chunkSize+size > b.chunk() && len(*chunk) > 0 {
+		// Sinks get the batch in slices of a bounded size, so that what
+		// they build per call (request bodies, buffers) stays bounded too.
+		p.fanOut(*chunk, false)
+		*chunk = nil
+		p.releaseDurable()
+		p.chunkSize = 0
+	}
+	ok := b.tryAcquire(size)
+	if !ok && len(*chunk) > 0 {
+		p.fanOut(*chunk, false)
+		*chunk = nil
+		p.releaseDurable()
+		ok = b.tryAcquire(size)
+		p.chunkSize = 0
+	}
+	if !ok {
+		if len(p.charges) > 0 {
+			p.fanOut(nil, true)
+			p.releaseDurable()
+		}
+		if b.acquire(p.ctx, size) != nil {
+			return false
+		}
+	}
+	p.charges = append(p.charges, charge{r.SequenceNumber, size})
+	p.chunkSize += size
+	return true
+}
+
+// releaseDurable gives back the budget of records every sink has made
+// durable: no sink holds them any more.
+func (p *RecordProcessor) releaseDurable() {
+	low := p.lastSeq
+	for _, ss := range p.sinks {
+		low = MinSeq(low, ss.done)
+	}
+	n, size := 0, int64(0)
+	for n < len(p.charges) && CompareSeq(p.charges[n].seq, low) <= 0 {
+		size += p.charges[n].size
+		n++
+	}
+	p.charges = p.charges[n:]
+	p.f.mem.release(size)
 }
 
 // fanOut hands recs to every sink concurrently and waits for all. With
@@ -446,6 +522,9 @@ func (p *RecordProcessor) settle(ss *shardSink) {
 		events += len(ss.outstanding[n].Events)
 		n++
 	}
+	// Zero the settled slots: the backing array outlives the reslice,
+	// and would keep their events in memory past their budget.
+	clear(ss.outstanding[:n])
 	ss.outstanding = ss.outstanding[n:]
 	ss.done = MaxSeq(ss.done, d)
 	p.f.metrics.delivered.WithLabelValues(ss.rt.name).Add(float64(events))

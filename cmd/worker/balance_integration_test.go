@@ -6,7 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-		"strings"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"

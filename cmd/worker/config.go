@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +28,8 @@ type runConfig struct {
 	LeaseRefresh    time.Duration
 	BalanceInterval time.Duration
 	MaxLeases       int
+	MemoryLimit     string
+	MemoryBudget    string
 	MaxRecords      int
 	IdleTime        time.Duration
 	SinkTimeout     time.Duration
@@ -97,6 +100,8 @@ func loadRunConfig(args []string, getenv func(string) string) (runConfig, error)
 	fs.Duration(&c.LeaseRefresh, "lease-refresh", "WORKER_LEASE_REFRESH", defaultLeaseRefresh, "how often held leases are renewed")
 	fs.Duration(&c.BalanceInterval, "balance-interval", "WORKER_BALANCE_INTERVAL", checkpoint.DefaultBalanceInterval, "how often the worker heartbeats and rebalances leases with the other workers")
 	fs.Int(&c.MaxLeases, "max-leases", "WORKER_MAX_LEASES", 0, "most leases this worker holds (0: no cap beyond its fair share)")
+	fs.String(&c.MemoryLimit, "memory-limit", "WORKER_MEMORY_LIMIT", "", "the container's memory limit in bytes (Ki, Mi, Gi suffixes allowed): sets GOMEMLIMIT to 90% of it unless GOMEMLIMIT is set, and the memory budget to a quarter of it")
+	fs.String(&c.MemoryBudget, "memory-budget", "WORKER_MEMORY_BUDGET", "", "bytes of decoded records all shards hold at once (default: a quarter of the memory limit, or 64Mi without one)")
 	fs.Int(&c.MaxRecords, "max-records", "WORKER_MAX_RECORDS", 250, "records per GetRecords call; each of ours packs many events, so this bounds a batch's memory")
 	fs.Duration(&c.IdleTime, "idle-time", "WORKER_IDLE_TIME", time.Second, "wait between polls of an idle shard")
 	fs.Duration(&c.SinkTimeout, "sink-timeout", "WORKER_SINK_TIMEOUT", 30*time.Second, "timeout of one sink call")
@@ -154,6 +159,12 @@ func loadRunConfig(args []string, getenv func(string) string) (runConfig, error)
 	if c.WorkerID == "" {
 		c.WorkerID = fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano()%100000)
 	}
+	if _, err := parseBytes(c.MemoryLimit); err != nil {
+		errs = append(errs, fmt.Errorf("WORKER_MEMORY_LIMIT: %w", err))
+	}
+	if _, err := parseBytes(c.MemoryBudget); err != nil {
+		errs = append(errs, fmt.Errorf("WORKER_MEMORY_BUDGET: %w", err))
+	}
 	if c.MaxLeases < 0 {
 		errs = append(errs, errors.New("WORKER_MAX_LEASES must not be negative"))
 	}
@@ -177,4 +188,21 @@ func secret(value, file string) (string, error) {
 		return "", fmt.Errorf("read secret file: %w", err)
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// parseBytes parses a byte count: a plain integer, or one with a K, M, G
+// (decimal) or Ki, Mi, Gi (binary) suffix, optionally followed by B, as
+// Kubernetes quantities and GOMEMLIMIT write them. "" is 0.
+func parseBytes(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	num := strings.TrimRight(s, "KMGiB")
+	unit := strings.TrimSuffix(s[len(num):], "B")
+	mult, ok := map[string]int64{"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}[unit]
+	n, err := strconv.ParseInt(num, 10, 64)
+	if !ok || err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a byte count like 512Mi or 536870912", s)
+	}
+	return n * mult, nil
 }

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -115,8 +118,10 @@ func runWorker(args []string, getenv func(string) string) error {
 		return err
 	}
 	defer closeSinks()
+	budget := memoryBudget(cfg, log)
 	factory, err := processor.NewFactory(processor.Config{
-		Stream: cfg.Stream, WorkerID: cfg.WorkerID,
+		MemoryBudget: budget,
+		Stream:       cfg.Stream, WorkerID: cfg.WorkerID,
 		CallTimeout: cfg.SinkTimeout, RetryBudget: cfg.RetryBudget,
 		Breaker:    processor.BreakerConfig{Failures: uint32(cfg.BreakerFailures), OpenTimeout: cfg.BreakerOpen},
 		Registerer: reg,
@@ -318,6 +323,10 @@ func serveHealth(addr string, ready *atomic.Bool) (*http.Server, error) {
 func serveMetrics(addr string, reg *prometheus.Registry) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	// Profiles on the metrics port, which is not exposed outside the
+	// cluster: how an operator finds what holds memory or CPU.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	return listenAndServe(addr, mux)
 }
 
@@ -350,4 +359,29 @@ func countsSink(cfg runConfig, clients *awsClients, log *zap.Logger) (*ddbsink.S
 		}
 	}
 	return ddbsink.New(clients.ddb, dc, log.Named("dynamodb"))
+}
+
+// memoryBudget applies the memory limit and returns the budget of decoded
+// records: WORKER_MEMORY_BUDGET, else a quarter of the limit (the rest is
+// the runtime, the library's undecoded GetRecords batches, HTTP and gzip
+// buffers, and the garbage collector's headroom), else the default.
+func memoryBudget(cfg runConfig, log *zap.Logger) int64 {
+	limit, _ := parseBytes(cfg.MemoryLimit) // validated by loadRunConfig
+	budget, _ := parseBytes(cfg.MemoryBudget)
+	if limit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(limit / 10 * 9)
+	}
+	if limit == 0 {
+		if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
+			limit = l // GOMEMLIMIT alone
+		}
+	}
+	if budget == 0 && limit > 0 {
+		budget = limit / 4
+	}
+	if budget == 0 {
+		budget = processor.DefaultMemoryBudget
+	}
+	log.Info("memory", zap.Int64("limit_bytes", limit), zap.Int64("gomemlimit_bytes", debug.SetMemoryLimit(-1)), zap.Int64("budget_bytes", budget))
+	return budget
 }
