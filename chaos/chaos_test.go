@@ -266,6 +266,9 @@ type step struct {
 //	25 s GA4 answers 500 until 35 s
 //	40 s SIGTERM another worker, 45 s restart it (once it exited)
 //	50 s SIGTERM the gateway and start a new one on the same address
+//	 5 s a fourth worker joins; 52 s rolling restart of the first three
+//	     (SIGTERM, start the replacement, next one 2 s later), then the
+//	     fourth leaves with SIGTERM
 //
 // Odd cycles (long form) are harsher: Segment down and GA4 failing as
 // above, two workers SIGKILLed at once at 27 s, while both breakers park,
@@ -314,6 +317,19 @@ func (c *cluster) schedule(ctx context.Context, cycles, workers int) []step {
 			c.tl.addf("GA4 answers normally")
 		})
 		if i%2 == 0 {
+			// A worker joins a balanced fleet under load: leases are
+			// claimed and handed over; after the rolling restart it
+			// leaves again (scale-down).
+			add(5*time.Second, restart(workers))
+			add(52*time.Second, func() {
+				c.tl.addf("rolling restart of workers 1 to %d", workers)
+				for slot := range workers {
+					c.sigterm(slot)
+					restart(slot)()
+					time.Sleep(2 * time.Second) // the next pod waits for this one's readiness
+				}
+				c.sigterm(workers)
+			})
 			k, j := i%workers, (i+1)%workers
 			add(10*time.Second, func() { c.sigkill(k) })
 			add(15*time.Second, restart(k))
@@ -506,7 +522,9 @@ func TestChaos(t *testing.T) {
 			"GA4_MEASUREMENT_ID=" + ga4ID, "GA4_API_SECRET=" + ga4Secret, "GA4_ENDPOINT=" + ga.URL(),
 		}),
 		seg: seg, ga: ga, tl: &timeline{},
-		workers: make([]*proc, cfg.workers), incarnation: make([]int, cfg.workers),
+		// One slot more than the fleet: the worker that joins (and leaves)
+		// in even cycles.
+		workers: make([]*proc, cfg.workers+1), incarnation: make([]int, cfg.workers+1),
 	}
 	t.Cleanup(c.killAll)
 

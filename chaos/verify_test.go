@@ -105,6 +105,9 @@ func readLeases(ctx context.Context, db *dynamodb.Client, table string) (map[str
 				}
 				return ""
 			}
+			if strings.HasPrefix(str("ShardID"), "worker/") {
+				continue // a worker's heartbeat row, not a shard
+			}
 			out[str("ShardID")] = lease{owner: str("AssignedTo"), checkpoint: str("Checkpoint")}
 		}
 		if page.LastEvaluatedKey == nil {

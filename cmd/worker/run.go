@@ -158,7 +158,12 @@ func runWorker(args []string, getenv func(string) string) error {
 	if cfg.MaxLeases > 0 {
 		kcfg = kcfg.WithMaxLeasesForWorker(cfg.MaxLeases)
 	}
-	w := kclworker.NewWorker(factory, kcfg).WithKinesis(clients.kinesis).WithCheckpointer(cp)
+	// The library's GetRecords batches are held undecoded until the
+	// processor returns: their bytes get a budget of their own, the same
+	// size as the decoded one.
+	readLimit := &kcladapter.ReadLimit{Budget: budget, Shards: func() int { return len(factory.Shards()) }}
+	kclKinesis := kinesis.NewFromConfig(clients.cfg, readLimit.Option())
+	w := kclworker.NewWorker(factory, kcfg).WithKinesis(kclKinesis).WithCheckpointer(cp)
 
 	var ready atomic.Bool
 	health, err := serveHealth(cfg.HealthAddr, &ready)

@@ -114,6 +114,9 @@ ConfigMap's data. gateway.env entries override.
   "WORKER_SHARD_SYNC_INTERVAL" $c.shardSyncInterval
   "WORKER_LEASE_DURATION" $c.leaseDuration
   "WORKER_LEASE_REFRESH" $c.leaseRefresh
+  "WORKER_BALANCE_INTERVAL" $c.balanceInterval
+  "WORKER_MAX_LEASES" (toString (int64 $c.maxLeases))
+  "WORKER_MEMORY_BUDGET" $c.memoryBudget
   "WORKER_MAX_RECORDS" (toString (int64 $c.maxRecords))
   "WORKER_IDLE_TIME" $c.idleTime
   "WORKER_SINK_TIMEOUT" $c.sinkTimeout
