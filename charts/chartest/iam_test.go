@@ -62,6 +62,7 @@ var packageResources = map[string]map[string]resource{
 	modulePath + "/sink/s3":             {"s3": events},
 	modulePath + "/sink/dynamodb":       {"dynamodb": countTable},
 	modulePath + "/counts":              {"dynamodb": countTable}, // worker counts
+	modulePath + "/internal/kcladapter": {"kinesis": stream},      // ReadLimit adjusts the library's GetRecords
 	kclWorker:                           {"kinesis": stream},
 }
 
