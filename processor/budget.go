@@ -60,9 +60,11 @@ func (b *budget) release(n int64) {
 	}
 }
 
-// chunk is the most budget one fan-out carries: a sixteenth of the
-// budget, at most 4 MiB.
-func (b *budget) chunk() int64 { return min(b.size/16, 4<<20) }
+// chunk is the most budget one fan-out carries: an eighth of the budget,
+// so that eight shards can have a chunk in flight at once. Larger chunks
+// make fewer, larger sink calls (the counters sink writes each counter
+// once per call); smaller ones bound what sinks build per call.
+func (b *budget) chunk() int64 { return b.size / 8 }
 
 // pressed reports whether a shard waits for budget.
 func (b *budget) pressed() bool { return b.waiting.Load() > 0 }

@@ -36,25 +36,11 @@ type failoverRig struct {
 // cold; after SIGKILL of one worker, the time until an event written to
 // each of its shards is processed by the other; the same after SIGTERM.
 func benchFailover(ctx context.Context, o options) ([]figure, error) {
-	dir, err := os.MkdirTemp("", "bench-failover")
+	r, closeRig, err := newRig(ctx, "bench-failover")
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "worker")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/worker").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build worker: %v\n%s", err, out)
-	}
-	s, err := devstack.Start(ctx, devstack.Config{})
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close()
-	enc, err := event.NewRecordEncoder()
-	if err != nil {
-		return nil, err
-	}
-	r := &failoverRig{s: s, bin: bin, dir: dir, enc: enc}
+	defer closeRig()
 
 	cold, kill, err := r.scenario(ctx, "kill", syscall.SIGKILL)
 	if err != nil {
@@ -69,6 +55,37 @@ func benchFailover(ctx context.Context, o options) ([]figure, error) {
 		{"failover_sigkill_s", kill.Seconds(), "s"},
 		{"failover_sigterm_s", term.Seconds(), "s"},
 	}, nil
+}
+
+// newRig builds the worker binary into a temporary directory and starts
+// a private emulator stack; close stops the stack and removes the
+// directory. BENCH_WORKER_BIN names another build of the worker to run
+// instead, to compare two builds.
+func newRig(ctx context.Context, name string) (r *failoverRig, closeRig func(), err error) {
+	dir, err := os.MkdirTemp("", name)
+	if err != nil {
+		return nil, nil, err
+	}
+	bin := filepath.Join(dir, "worker")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/worker").CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("build worker: %v\n%s", err, out)
+	}
+	if other := os.Getenv("BENCH_WORKER_BIN"); other != "" {
+		bin = other
+	}
+	s, err := devstack.Start(ctx, devstack.Config{})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	enc, err := event.NewRecordEncoder()
+	if err != nil {
+		s.Close()
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return &failoverRig{s: s, bin: bin, dir: dir, enc: enc}, func() { s.Close(); os.RemoveAll(dir) }, nil
 }
 
 type benchWorker struct {

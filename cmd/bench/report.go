@@ -24,6 +24,11 @@ var references = map[string]reference{
 	"dynamodb_writes_per_1000_events":  {"", "≤ 50"},
 	"gateway_batch100_p99_ms":          {"", ""},
 	"kinesis_bytes_per_event_batch100": {"client_event_bytes", "≤ 200"},
+	"worker_peak_rss_mb":               {"", "≤ 300"},
+	"worker_backlog_peak_rss_mb":       {"", "≤ 256 (goal ≤ 128)"},
+	"rebalance_join_s":                 {"", "seconds"},
+	"rebalance_rolling_s":              {"", "seconds"},
+	"handoff_duplicate_events":         {"", "0"},
 }
 
 // writeReport writes every figure as a markdown table, each next to its

@@ -15,8 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
-	"github.com/buildtelemetry/pipeline/event"
-	"github.com/buildtelemetry/pipeline/internal/devstack"
 	"github.com/buildtelemetry/pipeline/internal/loadtest"
 	"github.com/buildtelemetry/pipeline/processor"
 )
@@ -27,28 +25,11 @@ import (
 // restart of 3 workers on 12 shards (seconds until every worker holds its
 // share), with the events delivered twice across those handoffs.
 func benchScaling(ctx context.Context, o options) ([]figure, error) {
-	dir, err := os.MkdirTemp("", "bench-scaling")
+	r, closeRig, err := newRig(ctx, "bench-scaling")
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "worker")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/worker").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build worker: %v\n%s", err, out)
-	}
-	s, err := devstack.Start(ctx, devstack.Config{})
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close()
-	enc, err := event.NewRecordEncoder()
-	if err != nil {
-		return nil, err
-	}
-	r := &failoverRig{s: s, bin: bin, dir: dir, enc: enc}
-	if other := os.Getenv("BENCH_WORKER_BIN"); other != "" {
-		r.bin = other // another build of the worker, to compare
-	}
+	defer closeRig()
 
 	// Figures are returned as they are measured: a worker that cannot
 	// balance (BENCH_WORKER_BIN of an older build) still shows its

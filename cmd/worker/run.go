@@ -177,6 +177,11 @@ func runWorker(args []string, getenv func(string) string) error {
 	}
 	defer metrics.Close()
 
+	// One balance pass before the library's first tick, so that its
+	// first acquisitions already respect this worker's share.
+	if err := cp.Balance(ctx); err != nil {
+		log.Warn("first balance pass", zap.Error(err))
+	}
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start KCL worker: %w", err)
 	}

@@ -146,23 +146,12 @@ func tail(s string, n int) string {
 func (e *env) put(prefix string, n int) []string {
 	e.t.Helper()
 	var ids []string
-	var entries []types.PutRecordsRequestEntry
-	for i := 0; i < n; i += 10 {
-		var evs [][]byte
-		for j := i; j < i+10 && j < n; j++ {
-			id := fmt.Sprintf("%s-%d", prefix, j)
-			ids = append(ids, id)
-			evs = append(evs, fmt.Appendf(nil, `{"messageId":%q,"type":"track","event":"build","userId":"u","timestamp":"2026-11-27T12:00:00.000Z","receivedAt":"2026-11-27T12:00:00.000Z"}`, id))
-		}
-		entries = append(entries, types.PutRecordsRequestEntry{Data: e.enc.Encode(nil, evs), PartitionKey: aws.String(fmt.Sprintf("%s-%d", prefix, i))})
-	}
-	for len(entries) > 0 {
-		batch := entries[:min(len(entries), 500)]
-		entries = entries[len(batch):]
-		out, err := e.s.Kinesis().PutRecords(context.Background(), &kinesis.PutRecordsInput{StreamName: aws.String(e.stream), Records: batch})
-		if err != nil || aws.ToInt32(out.FailedRecordCount) > 0 {
+	for i := 0; i < n; i += 5000 { // PutRecords takes 500 records
+		got, err := e.putEvents(fmt.Sprintf("%s-%d", prefix, i), min(n-i, 5000))
+		if err != nil {
 			e.t.Fatalf("put records: %v", err)
 		}
+		ids = append(ids, got...)
 	}
 	return ids
 }

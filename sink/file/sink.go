@@ -163,6 +163,9 @@ func (s *Sink) append(buf *bytes.Buffer, sync bool) error {
 	return nil
 }
 
+// pieceBytes is the most a writer buffers before writing to the file.
+const pieceBytes = 256 << 10
+
 // writer buffers one shard's lines. As the Writer contract allows, it is
 // not safe for concurrent use: the processor calls it from one goroutine
 // at a time.
@@ -194,6 +197,15 @@ func (w *writer) Write(_ context.Context, recs []processor.Record) error {
 			if err := appendLine(&w.buf, r, i); err != nil {
 				w.buf.Reset()
 				return fmt.Errorf("file: write record %s: %w", r.SequenceNumber, err)
+			}
+			// Written in pieces that end at a line, so that a large
+			// batch never needs a buffer of its own size; other shards'
+			// lines may come between the pieces.
+			if w.buf.Len() >= pieceBytes {
+				if err := w.s.append(&w.buf, false); err != nil {
+					w.buf.Reset()
+					return err
+				}
 			}
 		}
 	}
