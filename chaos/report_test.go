@@ -279,6 +279,15 @@ func (r *results) report() string {
 	p("  disruptions: workers %d SIGKILL, %d SIGTERM (exit in %s); Segment down %d× %.0f s; GA4 500 %d× %.0f s",
 		c.sigkills, c.sigterms, durations(c.sigtermExit), c.segOutages, c.segDown.Seconds(), c.ga4Outages, c.ga4Failing.Seconds())
 	p("               gateway restarts %d after SIGTERM, %d after SIGKILL (down %s)", c.gwTerms, c.gwKills, durations(c.gwDown))
+	claims, handoffs := 0, 0
+	for _, pr := range c.all {
+		if strings.HasPrefix(pr.name, "worker ") {
+			logs := pr.logs()
+			claims += strings.Count(logs, "lease claimed for handoff")
+			handoffs += strings.Count(logs, "lease handed off")
+		}
+	}
+	p("               balancing: %d leases claimed, %d handed off gracefully (the duplicates above include any they caused)", claims, handoffs)
 	if len(r.problems) == 0 {
 		p("  RESULT: PASS: 0 acknowledged events lost, every event in S3 exactly once, counts exact, Segment and GA4 complete")
 	} else {
