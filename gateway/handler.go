@@ -315,6 +315,8 @@ func (h *Handler) writeError(r *http.Request, err error) error {
 	switch {
 	case errors.Is(err, ErrBufferFull):
 		return &httpError{http.StatusTooManyRequests, "gateway is at capacity, retry later"}
+	case errors.Is(err, ErrThrottled):
+		return &httpError{http.StatusTooManyRequests, "stream is at capacity, retry later"}
 	case errors.Is(err, ErrInvalidMessage):
 		return &httpError{http.StatusBadRequest, err.Error()}
 	case errors.Is(err, ErrClosed):

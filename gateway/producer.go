@@ -30,6 +30,11 @@ var (
 	// request as malformed), so some of the messages may not be in the
 	// stream. The gateway answers 503.
 	ErrUnavailable = errors.New("stream unavailable")
+	// ErrThrottled: the stream's shards kept refusing the messages for
+	// RetryTimeout because they were at their write limits, so some of
+	// them may not be in the stream. The stream works, it is full: the
+	// gateway answers 429 with Retry-After, as for ErrBufferFull.
+	ErrThrottled = errors.New("stream at its write limits")
 	// ErrClosed: Write was called after Close started, or Close gave up
 	// before the messages were written. The gateway answers 503.
 	ErrClosed = errors.New("producer closed")
@@ -259,6 +264,7 @@ type Producer struct {
 	done      chan struct{} // closed once every goroutine has returned
 
 	retryLog rateLimitedLog
+	drain    drainMeter
 	stats    struct {
 		calls, records, events, bytes, retried, gaveUp atomic.Int64
 	}
@@ -373,13 +379,13 @@ func (p *Producer) Write(ctx context.Context, msgs []Message) error {
 		p.mu.Unlock()
 		return ErrClosed
 	}
-	if p.buffered.Load()+size > p.cfg.MaxBufferBytes {
+	now := time.Now()
+	if p.buffered.Load()+size > p.drain.limit(now, p.cfg.RetryTimeout/2, p.cfg.MaxBufferBytes) {
 		p.mu.Unlock()
 		p.metrics.bufferFull.Inc()
 		return ErrBufferFull
 	}
 	p.buffered.Add(size)
-	now := time.Now()
 	for _, m := range msgs {
 		p.appendLocked(m, w, now)
 	}
@@ -626,6 +632,9 @@ func (p *Producer) abort(records []*record) bool {
 // errPermanent marks a call error that no retry can fix.
 var errPermanent = errors.New("permanent error")
 
+// errShardLimit marks entries a shard refused at its write limits.
+var errShardLimit = errors.New("shard write limit")
+
 // put makes one PutRecords call of entries (entries[i] holds records[i]),
 // completes the records that succeeded and returns those that failed, their
 // entries, and why they failed.
@@ -661,19 +670,31 @@ func (p *Producer) put(records []*record, entries []types.PutRecordsRequestEntry
 	var failed []*record
 	var failedEntries []types.PutRecordsRequestEntry
 	var firstErr error
-	var okRecords, okEvents, okBytes int64
+	var okRecords, okEvents, okBytes, okData int64
+	throttled := false
 	for i, res := range out.Records {
 		if code := aws.ToString(res.ErrorCode); code != "" {
+			throttled = throttled || code == "ProvisionedThroughputExceededException"
 			failed = append(failed, records[i])
 			failedEntries = append(failedEntries, entries[i])
 			if firstErr == nil {
 				firstErr = fmt.Errorf("put record: %s: %s", code, aws.ToString(res.ErrorMessage))
+				if code == "ProvisionedThroughputExceededException" {
+					firstErr = fmt.Errorf("%w: %w", errShardLimit, firstErr)
+				}
 			}
 			continue
 		}
 		okRecords++
 		okEvents += int64(len(records[i].events))
 		okBytes += int64(len(entries[i].Data) + len(records[i].key))
+		okData += int64(records[i].data)
+	}
+	now := time.Now()
+	p.drain.wrote(now, okData)
+	if throttled {
+		p.drain.throttle(now)
+		p.metrics.throttled.Inc()
 	}
 	p.stats.records.Add(okRecords)
 	p.stats.events.Add(okEvents)
@@ -714,9 +735,13 @@ func (p *Producer) giveUp(failed []*record, err error, attempts int, elapsed tim
 	p.stats.gaveUp.Add(int64(len(failed)))
 	p.metrics.gaveUp.Add(float64(len(failed)))
 	events := 0
+	why := ErrUnavailable
+	if errors.Is(err, errShardLimit) {
+		why = ErrThrottled
+	}
 	for _, r := range failed {
 		events += len(r.events)
-		p.finishRecord(r, ErrUnavailable)
+		p.finishRecord(r, why)
 	}
 	p.log.Error("give up writing records",
 		zap.Int("records", len(failed)), zap.Int("events", events),
@@ -767,7 +792,7 @@ type producerMetrics struct {
 	events, records, bytes    prometheus.Counter
 	calls                     *prometheus.CounterVec
 	retried, bufferFull       prometheus.Counter
-	gaveUp                    prometheus.Counter
+	gaveUp, throttled         prometheus.Counter
 	flushEvents, flushSeconds prometheus.Histogram
 	buffered                  prometheus.GaugeFunc
 }
@@ -797,6 +822,9 @@ func newProducerMetrics(reg prometheus.Registerer, buffered func() float64) (*pr
 		gaveUp: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gateway_producer_give_ups_total", Help: "Records given up after the retry timeout.",
 		}),
+		throttled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gateway_producer_throttled_calls_total", Help: "PutRecords calls with entries refused by the shards' write limits; while these happen, admission follows the rate the stream takes.",
+		}),
 		flushEvents: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "gateway_producer_flush_events", Help: "Events per flush (one PutRecords call and its retries).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
@@ -813,7 +841,7 @@ func newProducerMetrics(reg prometheus.Registerer, buffered func() float64) (*pr
 		m.calls.WithLabelValues(o)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.events, m.records, m.bytes, m.calls, m.retried, m.bufferFull, m.gaveUp, m.flushEvents, m.flushSeconds, m.buffered} {
+		for _, c := range []prometheus.Collector{m.events, m.records, m.bytes, m.calls, m.retried, m.bufferFull, m.gaveUp, m.throttled, m.flushEvents, m.flushSeconds, m.buffered} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register metrics: %w", err)
 			}

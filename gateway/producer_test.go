@@ -503,6 +503,7 @@ func TestProducerGivesUp(t *testing.T) {
 		respond   func(l *callLog, in *kinesis.PutRecordsInput) (*kinesis.PutRecordsOutput, error)
 		wantCalls func(n int) bool
 		wantOK    []string // messages that must still be written
+		wantErr   error    // default ErrUnavailable
 	}{
 		{
 			name: "call keeps failing",
@@ -524,6 +525,8 @@ func TestProducerGivesUp(t *testing.T) {
 			},
 			wantCalls: func(n int) bool { return n >= 2 },
 			wantOK:    []string{"good"},
+			// Refused at the shards' limits: the stream is full, not down.
+			wantErr: ErrThrottled,
 		},
 		{
 			name: "permanent error",
@@ -555,8 +558,12 @@ func TestProducerGivesUp(t *testing.T) {
 			// Write fails: it needs all of its records.
 			ms := []Message{msg("good", 60), msg("bad-1", 60), msg("bad-2", 60)}
 			err := p.Write(context.Background(), ms)
-			if !errors.Is(err, ErrUnavailable) {
-				t.Fatalf("Write: got %v, want ErrUnavailable", err)
+			wantErr := tt.wantErr
+			if wantErr == nil {
+				wantErr = ErrUnavailable
+			}
+			if !errors.Is(err, wantErr) {
+				t.Fatalf("Write: got %v, want %v", err, wantErr)
 			}
 			// The Write returns at the first give-up; the counters follow.
 			waitFor(t, "the buffer to empty", func() bool { return p.buffered.Load() == 0 })

@@ -16,8 +16,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/buildtelemetry/pipeline/internal/devstack"
 )
 
 // producer writes events to the stream in the background, 10 per
@@ -83,12 +84,10 @@ func (e *env) putEvents(prefix string, n int) ([]string, error) {
 		}
 		entries = append(entries, types.PutRecordsRequestEntry{Data: e.enc.Encode(nil, evs), PartitionKey: aws.String(fmt.Sprintf("%s-%d", prefix, i))})
 	}
-	out, err := e.s.Kinesis().PutRecords(context.Background(), &kinesis.PutRecordsInput{StreamName: aws.String(e.stream), Records: entries})
-	if err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := devstack.PutRecords(ctx, e.s.Kinesis(), e.stream, entries); err != nil {
 		return nil, err
-	}
-	if n := aws.ToInt32(out.FailedRecordCount); n > 0 {
-		return nil, fmt.Errorf("%d records failed", n)
 	}
 	return ids, nil
 }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/buildtelemetry/pipeline/internal/devstack/limits"
 )
 
 // EnvNodeDir overrides where Start looks for emulators.js and node_modules.
@@ -120,8 +122,27 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	}
 	fmt.Fprintf(ignoreErrors{log}, "devstack: emulators ready in %s: kinesis %s dynamodb %s s3 %s\n",
 		time.Since(began).Round(time.Millisecond), e.Kinesis, e.DynamoDB, e.S3)
+	mode := cfg.Limits
+	if mode == "" {
+		mode = os.Getenv(EnvLimits)
+	}
+	var lp *limits.Proxy
+	switch mode {
+	case "", LimitsAWS:
+		if lp, err = limits.Start(e.Kinesis, e.DynamoDB, limits.AWS()); err != nil {
+			_ = p.close()
+			return nil, fmt.Errorf("devstack: %w", err)
+		}
+		fmt.Fprintf(ignoreErrors{log}, "devstack: AWS limits in front: kinesis %s dynamodb %s\n", lp.KinesisURL, lp.DynamoDBURL)
+		e.Kinesis, e.DynamoDB = lp.KinesisURL, lp.DynamoDBURL
+	case LimitsOff:
+	default:
+		_ = p.close()
+		return nil, fmt.Errorf("devstack: %s=%q: want %s or %s", EnvLimits, mode, LimitsAWS, LimitsOff)
+	}
 	s := Attach(Endpoints{Kinesis: e.Kinesis, DynamoDB: e.DynamoDB, S3: e.S3})
 	s.proc = p
+	s.limits = lp
 	return s, nil
 }
 

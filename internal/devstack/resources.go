@@ -91,3 +91,37 @@ func (s *Stack) WaitTable(ctx context.Context, name string) error {
 	}
 	return nil
 }
+
+// PutRecords writes entries to stream, at most 500 per call, and retries
+// the entries Kinesis (or the limits layer) refuses, with a backoff from
+// 50 ms to 1 s, as a well-behaved producer does, until all are written or
+// ctx ends. Test fixtures and tools use it to fill streams at the
+// stream's own pace.
+func PutRecords(ctx context.Context, kc *kinesis.Client, stream string, entries []kinesistypes.PutRecordsRequestEntry) error {
+	wait := 50 * time.Millisecond
+	for len(entries) > 0 {
+		batch := entries[:min(len(entries), 500)]
+		out, err := kc.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: batch})
+		if err != nil {
+			return fmt.Errorf("devstack: put records to %s: %w", stream, err)
+		}
+		var failed []kinesistypes.PutRecordsRequestEntry
+		for i, res := range out.Records {
+			if res.ErrorCode != nil {
+				failed = append(failed, batch[i])
+			}
+		}
+		entries = append(failed, entries[len(batch):]...)
+		if len(failed) == 0 {
+			wait = 50 * time.Millisecond
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("devstack: put records to %s: %d left: %w", stream, len(entries), ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+	return nil
+}

@@ -8,6 +8,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/buildtelemetry/pipeline/internal/devstack/limits"
 )
 
 // Defaults for Config fields left at zero.
@@ -47,7 +49,20 @@ type Config struct {
 	// StopTimeout is how long Close waits after SIGTERM before it kills the process.
 	// Default DefaultStopTimeout.
 	StopTimeout time.Duration
+
+	// Limits is the throughput limits layer between clients and the Kinesis and
+	// DynamoDB emulators: LimitsAWS (AWS's published per-shard and per-item
+	// limits) or LimitsOff. Default: env DEVSTACK_LIMITS, else LimitsAWS.
+	Limits string
 }
+
+// Values of Config.Limits and DEVSTACK_LIMITS.
+const (
+	LimitsAWS = "aws"
+	LimitsOff = "off"
+	// EnvLimits names the variable that sets Config.Limits.
+	EnvLimits = "DEVSTACK_LIMITS"
+)
 
 // Stack is a running set of emulators plus SDK clients pointed at them. It is safe for
 // concurrent use; the clients are shared.
@@ -57,7 +72,8 @@ type Stack struct {
 	kinesis   *kinesis.Client
 	dynamodb  *dynamodb.Client
 	s3        *s3.Client
-	proc      *process // nil when attached
+	proc      *process      // nil when attached
+	limits    *limits.Proxy // nil when off or attached
 }
 
 // Attach returns a Stack for emulators that someone else runs (e.g. `make test`'s
@@ -114,8 +130,15 @@ func (s *Stack) Done() <-chan struct{} {
 // returns an error if the process had already died or did not exit cleanly. Calling it
 // again returns the same result. On an attached stack it does nothing.
 func (s *Stack) Close() error {
+	if s.limits != nil {
+		_ = s.limits.Close()
+	}
 	if s.proc == nil {
 		return nil
 	}
 	return s.proc.close()
 }
+
+// Limits returns the limits layer this stack started, nil if it runs none
+// (off, or attached to someone else's stack).
+func (s *Stack) Limits() *limits.Proxy { return s.limits }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/buildtelemetry/pipeline/event"
 	"github.com/buildtelemetry/pipeline/internal/corpus"
+	"github.com/buildtelemetry/pipeline/internal/devstack"
 )
 
 // PutBacklog writes n Netlify-shaped events (messageIds backlog-0 to
@@ -27,21 +28,9 @@ func PutBacklog(ctx context.Context, kc *kinesis.Client, enc *event.RecordEncode
 	var evs [][]byte
 	raw, callBytes := 0, 0
 	flushCall := func() error {
-		for len(entries) > 0 {
-			out, err := kc.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: entries})
-			if err != nil {
-				return fmt.Errorf("put backlog: put records: %w", err)
-			}
-			var failed []types.PutRecordsRequestEntry
-			for i, res := range out.Records {
-				if res.ErrorCode != nil {
-					failed = append(failed, entries[i])
-				}
-			}
-			entries = failed
-		}
-		callBytes = 0
-		return nil
+		err := devstack.PutRecords(ctx, kc, stream, entries)
+		entries, callBytes = entries[:0], 0
+		return err
 	}
 	cut := func() error {
 		if len(evs) == 0 {
