@@ -171,7 +171,8 @@ func TestWriteBytesPerShard(t *testing.T) {
 	if n := aws.ToInt32(out.FailedRecordCount); n < 3 || n > 5 {
 		t.Errorf("%d of ten 200 KiB records throttled, want 4 (the bucket holds 1.2 MiB)", n)
 	}
-	_, err = r.kc.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String(stream), Data: make([]byte, 100<<10), PartitionKey: aws.String("k"), ExplicitHashKey: aws.String("0")})
+	// 900 KB more: the bucket needs most of a second to hold it again.
+	_, err = r.kc.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String(stream), Data: make([]byte, 900<<10), PartitionKey: aws.String("k"), ExplicitHashKey: aws.String("0")})
 	var pte *types.ProvisionedThroughputExceededException
 	if !errors.As(err, &pte) {
 		t.Errorf("PutRecord to the full shard: %v, want ProvisionedThroughputExceededException", err)
@@ -188,7 +189,7 @@ func TestWriteBytesPerShard(t *testing.T) {
 }
 
 // TestGetRecordsLimits: 5 calls/s per shard, and a read of more than the
-// second's 2 MiB makes the following calls fail until it is paid back.
+// second's bytes makes the following calls fail until it is paid back.
 func TestGetRecordsLimits(t *testing.T) {
 	r := newRig(t, limits.AWS())
 	stream := r.stream(t, 1)
@@ -216,13 +217,14 @@ func TestGetRecordsLimits(t *testing.T) {
 		t.Errorf("%d calls served, %d throttled of 10 at once; want 6 and 4 (5/s and 20%% burst)", okCalls, throttled)
 	}
 
-	// Bytes: 3 MiB in the shard, read at once, put the shard in debt.
+	// Bytes, on a shard that reads 256 KiB/s: 900 KB read at once put it
+	// seconds into debt.
+	cfg := limits.AWS()
+	cfg.ShardReadBytes = 256 << 10
+	r = newRig(t, cfg)
 	stream = r.stream(t, 1)
-	for i := 0; i < 3; i++ {
-		if _, err := r.kc.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: entries(1, 900<<10, byIndex)}); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Second) // within the write limit
+	if _, err := r.kc.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: entries(3, 300<<10, byIndex)}); err != nil {
+		t.Fatal(err)
 	}
 	it, err = r.kc.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String(stream), ShardId: aws.String("shardId-000000000000"), ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
 	if err != nil {
@@ -235,7 +237,7 @@ func TestGetRecordsLimits(t *testing.T) {
 	_, err = r.kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: out.NextShardIterator})
 	var pte *types.ProvisionedThroughputExceededException
 	if !errors.As(err, &pte) {
-		t.Errorf("read right after 2.6 MiB: %v, want ProvisionedThroughputExceededException", err)
+		t.Errorf("read right after 900 KB: %v, want ProvisionedThroughputExceededException", err)
 	}
 }
 
