@@ -161,7 +161,7 @@ func runWorker(args []string, getenv func(string) string) error {
 	// The library's GetRecords batches are held undecoded until the
 	// processor returns: their bytes get a budget of their own, the same
 	// size as the decoded one.
-	readLimit := &kcladapter.ReadLimit{Budget: budget, Shards: func() int { return len(factory.Shards()) }}
+	readLimit := &kcladapter.ReadLimit{Budget: budget, Shards: func() int { return len(factory.Shards()) }, MinInterval: cfg.ReadInterval}
 	kclKinesis := kinesis.NewFromConfig(clients.cfg, readLimit.Option())
 	w := kclworker.NewWorker(factory, kcfg).WithKinesis(kclKinesis).WithCheckpointer(cp)
 

@@ -3,6 +3,7 @@ package kcladapter
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -26,9 +27,17 @@ type ReadLimit struct {
 	Budget int64
 	// Shards returns how many shards this worker reads now.
 	Shards func() int
+	// MinInterval spaces the GetRecords calls of each shard. A shard
+	// serves 5 calls a second to all its readers together; the library
+	// calls again as soon as a batch is processed, so without a spacing it
+	// would take all five and throttle every other reader (`worker tail`,
+	// a second application). 0: no spacing.
+	MinInterval time.Duration
 
-	mu  sync.Mutex
-	avg float64 // moving average of record data bytes; 0: none seen
+	mu    sync.Mutex
+	avg   float64              // moving average of record data bytes; 0: none seen
+	iters map[string]string    // shard iterator -> shard, for the spacing
+	last  map[string]time.Time // shard -> start of its last GetRecords
 }
 
 // Option returns the kinesis.Options function that installs the limit
@@ -42,10 +51,18 @@ func (l *ReadLimit) Option() func(*kinesis.Options) {
 }
 
 func (l *ReadLimit) handle(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+	if gi, ok := in.Parameters.(*kinesis.GetShardIteratorInput); ok {
+		out, md, err := next.HandleInitialize(ctx, in)
+		if res, ok := out.Result.(*kinesis.GetShardIteratorOutput); ok && err == nil {
+			l.follow(aws.ToString(res.ShardIterator), aws.ToString(gi.ShardId))
+		}
+		return out, md, err
+	}
 	gr, ok := in.Parameters.(*kinesis.GetRecordsInput)
 	if !ok {
 		return next.HandleInitialize(ctx, in)
 	}
+	shard := l.space(ctx, aws.ToString(gr.ShardIterator))
 	// A copy: the library reuses its input.
 	c := *gr
 	c.Limit = aws.Int32(l.limit(aws.ToInt32(gr.Limit)))
@@ -53,8 +70,64 @@ func (l *ReadLimit) handle(ctx context.Context, in middleware.InitializeInput, n
 	out, md, err := next.HandleInitialize(ctx, in)
 	if res, ok := out.Result.(*kinesis.GetRecordsOutput); ok && err == nil {
 		l.observe(res)
+		l.advance(aws.ToString(gr.ShardIterator), aws.ToString(res.NextShardIterator), shard)
 	}
 	return out, md, err
+}
+
+// follow records that iter reads shard.
+func (l *ReadLimit) follow(iter, shard string) {
+	if l.MinInterval <= 0 || iter == "" || shard == "" {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.iters == nil {
+		l.iters, l.last = map[string]string{}, map[string]time.Time{}
+	}
+	l.iters[iter] = shard
+}
+
+// advance replaces a read iterator by the next one of its shard. A
+// failed call keeps its iterator, which a retry uses again.
+func (l *ReadLimit) advance(used, next, shard string) {
+	if l.MinInterval <= 0 || shard == "" {
+		return
+	}
+	l.mu.Lock()
+	delete(l.iters, used)
+	l.mu.Unlock()
+	l.follow(next, shard)
+}
+
+// space waits until MinInterval has passed since the shard's last call,
+// or ctx ends, and returns the shard iter reads ("" if unknown).
+func (l *ReadLimit) space(ctx context.Context, iter string) string {
+	if l.MinInterval <= 0 {
+		return ""
+	}
+	l.mu.Lock()
+	shard, ok := l.iters[iter]
+	var wait time.Duration
+	if ok {
+		now := time.Now()
+		at := now
+		if t := l.last[shard].Add(l.MinInterval); t.After(now) {
+			at = t
+		}
+		l.last[shard] = at
+		wait = at.Sub(now)
+	}
+	l.mu.Unlock()
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+	}
+	return shard
 }
 
 // limit returns the records one call may ask for, at most want (0: the

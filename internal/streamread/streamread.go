@@ -60,6 +60,10 @@ func ReadAll(ctx context.Context, api API, stream string) ([]types.Record, error
 	return all, nil
 }
 
+// followInterval is the least time between two reads of a shard by
+// Follow in follow mode.
+const followInterval = time.Second
+
 // Follow reads one shard from the given position and calls fn with each
 // non-empty batch. With follow false it returns at the tip of the shard;
 // with follow true it keeps polling until ctx ends or the shard closes.
@@ -71,7 +75,18 @@ func Follow(ctx context.Context, api API, stream, shard string, from types.Shard
 		return fmt.Errorf("get iterator of %s: %w", shard, err)
 	}
 	iter := it.ShardIterator
+	var last time.Time
 	for iter != nil {
+		if follow {
+			// A shard serves 5 reads a second to all its readers: a
+			// follower takes one, leaving the rest to the workers.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Until(last.Add(followInterval))):
+			}
+			last = time.Now()
+		}
 		out, err := api.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
 		if err != nil {
 			if errors.Is(ctx.Err(), context.Canceled) {
@@ -89,13 +104,7 @@ func Follow(ctx context.Context, api API, stream, shard string, from types.Shard
 		if atTip && !follow {
 			return nil
 		}
-		if atTip {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(250 * time.Millisecond):
-			}
-		}
+
 	}
 	return nil
 }
