@@ -88,6 +88,17 @@ func Follow(ctx context.Context, api API, stream, shard string, from types.Shard
 			last = time.Now()
 		}
 		out, err := api.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
+		var pte *types.ProvisionedThroughputExceededException
+		if errors.As(err, &pte) {
+			// The shard's reads are spent (by us or by other readers):
+			// wait for them to come back and read the same place again.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			continue
+		}
 		if err != nil {
 			if errors.Is(ctx.Err(), context.Canceled) {
 				return nil
