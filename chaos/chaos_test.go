@@ -660,6 +660,7 @@ func TestChaos(t *testing.T) {
 		segment: seg.ids.snapshot(), ga4: ga.ids.snapshot(),
 		parkedBefore: parkedBefore, parkedAfter: parkedAfter, replays: replays,
 		c: c, loadTime: loadTime, setup: setup, drain: drainTook, total: time.Since(began),
+		limits: stack.Limits(),
 	}
 	r.check()
 	t.Logf("timeline:\n%s", c.tl)

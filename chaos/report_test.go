@@ -7,6 +7,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/buildtelemetry/pipeline/internal/devstack"
+	"github.com/buildtelemetry/pipeline/internal/devstack/limits"
 )
 
 // results is everything read back after the run, the checks over it and
@@ -30,6 +33,7 @@ type results struct {
 	acked, unacked, unackedInStream, unackedInS3 int
 	streamDups, phantoms                         int
 	lines                                        map[string]string // report line per sink
+	limits                                       *limits.Proxy     // nil when off
 }
 
 func (r *results) fail(format string, args ...any) {
@@ -286,6 +290,13 @@ func (r *results) report() string {
 			claims += strings.Count(logs, "lease claimed for handoff")
 			handoffs += strings.Count(logs, "lease handed off")
 		}
+	}
+	if r.limits != nil {
+		st := r.limits.Stats()
+		p("               AWS limits on: %d Kinesis entries and %d GetRecords calls throttled, %d DynamoDB writes throttled",
+			st.WriteThrottled, st.ReadThrottled, st.DynamoDBThrottled)
+	} else {
+		p("               limits off (%s=off)", devstack.EnvLimits)
 	}
 	p("               balancing: %d leases claimed, %d handed off gracefully (the duplicates above include any they caused)", claims, handoffs)
 	if len(r.problems) == 0 {

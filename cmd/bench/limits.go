@@ -24,8 +24,9 @@ import (
 	"github.com/buildtelemetry/pipeline/processor"
 )
 
-// benchLimits runs the gateway and a worker against a 2-shard stream
-// behind Kinesis' real per-shard limits (the limits layer, on whatever
+// benchLimits runs the gateway and a worker against a 1-shard stream
+// behind Kinesis' real per-shard limits (one shard, so that twice its
+// capacity is a load this machine can offer beside the gateway) (the limits layer, on whatever
 // DEVSTACK_LIMITS says): the gateway under twice the stream's write
 // capacity (events/s it gets in, next to the capacity computed from the
 // limits and the bytes an event takes in the stream; the share of 429s),
@@ -45,7 +46,7 @@ func benchLimits(ctx context.Context, o options) ([]figure, error) {
 	if out, err := exec.Command("go", "build", "-o", gwBin, "./cmd/gateway").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("build gateway: %v\n%s", err, out)
 	}
-	const stream, shards = "bench-limits", 2
+	const stream, shards = "bench-limits", 1
 	if err := r.s.CreateStream(ctx, stream, shards); err != nil {
 		return nil, err
 	}
@@ -111,7 +112,7 @@ func benchLimits(ctx context.Context, o options) ([]figure, error) {
 	}
 	drain := float64(events) / time.Since(start).Seconds()
 
-	seed, err := oneEventPerRecord(ctx, r.s, o.duration)
+	seed, err := oneEventPerRecord(ctx, r.s, shards, o.duration)
 	if err != nil {
 		return nil, err
 	}
@@ -230,11 +231,11 @@ func streamBytes(ctx context.Context, s *devstack.Stack, stream string) (float64
 }
 
 // oneEventPerRecord writes Netlify events one per record, 500 per
-// PutRecords call, to a fresh 2-shard stream for d, retrying throttled
+// PutRecords call, to a fresh stream of the given shards for d, retrying throttled
 // entries, and returns the events written per second.
-func oneEventPerRecord(ctx context.Context, s *devstack.Stack, d time.Duration) (float64, error) {
+func oneEventPerRecord(ctx context.Context, s *devstack.Stack, shards int32, d time.Duration) (float64, error) {
 	const stream = "bench-limits-seed"
-	if err := s.CreateStream(ctx, stream, 2); err != nil {
+	if err := s.CreateStream(ctx, stream, shards); err != nil {
 		return 0, err
 	}
 	g := corpus.NewNetlify(9)
