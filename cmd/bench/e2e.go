@@ -64,26 +64,11 @@ func benchEndToEnd(ctx context.Context, o options) ([]figure, error) {
 		return nil, err
 	}
 
-	addr, err := freePort()
+	gw, addr, err := startGateway(filepath.Join(dir, "gateway"), s, stream, "LOG_LEVEL=warn")
 	if err != nil {
 		return nil, err
 	}
-	gw := exec.Command(filepath.Join(dir, "gateway"))
-	gw.Env = append(s.Endpoints().ChildEnv(), "KINESIS_STREAM="+stream, "GATEWAY_ADDR="+addr,
-		"GATEWAY_METRICS_ADDR=127.0.0.1:0", "GATEWAY_WRITE_KEYS=bench=bench", "LOG_LEVEL=warn")
-	if err := gw.Start(); err != nil {
-		return nil, err
-	}
-	defer gw.Process.Kill()
-	if err := waitUntil(30*time.Second, func() bool {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == 200
-	}); err != nil {
-		return nil, fmt.Errorf("gateway not ready: %w", err)
-	}
+	defer func() { _ = gw.Process.Kill(); _ = gw.Wait() }()
 	hdr := http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("bench:"))}}
 	res, err := loadtest.Run(ctx, loadtest.Load{URL: "http://" + addr + "/v1/track", Header: hdr, Bodies: singles, EventsPerBody: 1,
 		Concurrency: o.concurrency, Warmup: o.warmup, Duration: o.duration})
@@ -199,6 +184,33 @@ func peakRSS(pid int) float64 {
 		}
 	}
 	return 0
+}
+
+// startGateway starts the gateway binary on a free port, writing to
+// stream with the write key "bench", and waits until it is ready.
+func startGateway(bin string, s *devstack.Stack, stream string, env ...string) (*exec.Cmd, string, error) {
+	addr, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	gw := exec.Command(bin)
+	gw.Env = append(append(s.Endpoints().ChildEnv(), "KINESIS_STREAM="+stream, "GATEWAY_ADDR="+addr,
+		"GATEWAY_METRICS_ADDR=127.0.0.1:0", "GATEWAY_WRITE_KEYS=bench=bench"), env...)
+	if err := gw.Start(); err != nil {
+		return nil, "", err
+	}
+	if err := waitUntil(30*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	}); err != nil {
+		_ = gw.Process.Kill()
+		_ = gw.Wait()
+		return nil, "", fmt.Errorf("gateway not ready: %w", err)
+	}
+	return gw, addr, nil
 }
 
 func freePort() (string, error) {

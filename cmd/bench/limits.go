@@ -53,26 +53,11 @@ func benchLimits(ctx context.Context, o options) ([]figure, error) {
 	if err := r.s.CreateBucket(ctx, stream); err != nil {
 		return nil, err
 	}
-	addr, err := freePort()
+	gw, addr, err := startGateway(gwBin, r.s, stream, "LOG_LEVEL=error")
 	if err != nil {
 		return nil, err
 	}
-	gw := exec.Command(gwBin)
-	gw.Env = append(r.s.Endpoints().ChildEnv(), "KINESIS_STREAM="+stream, "GATEWAY_ADDR="+addr,
-		"GATEWAY_METRICS_ADDR=127.0.0.1:0", "GATEWAY_WRITE_KEYS=bench=bench", "LOG_LEVEL=error")
-	if err := gw.Start(); err != nil {
-		return nil, err
-	}
 	defer func() { _ = gw.Process.Kill(); _ = gw.Wait() }()
-	if err := waitUntil(30*time.Second, func() bool {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == 200
-	}); err != nil {
-		return nil, fmt.Errorf("gateway not ready: %w", err)
-	}
 
 	// Twice the write capacity at ~128 bytes an event (measured below).
 	lim := limits.AWS()

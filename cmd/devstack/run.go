@@ -155,9 +155,11 @@ See what arrived:
   source %[15]s && %[16]s/worker counts     # build-version adoption from DynamoDB (or: make counts)
 
 Sinks:
-%[17]s`, s.Endpoints().Kinesis, c.stream, c.shards, s.Endpoints().DynamoDB, s.Endpoints().S3, c.bucket,
+%[17]s
+Limits: %[18]s
+`, s.Endpoints().Kinesis, c.stream, c.shards, s.Endpoints().DynamoDB, s.Endpoints().S3, c.bucket,
 		c.gatewayAddr, c.metricsAddr, c.runDir, c.devKey, c.devKey, c.gatewayAddr, time.Now().UnixMilli(),
-		eventsFile, envFile, c.binDir, sinkStatus(os.Getenv))
+		eventsFile, envFile, c.binDir, sinkStatus(os.Getenv), limitsStatus(s))
 
 	select {
 	case <-ctx.Done():
@@ -255,6 +257,14 @@ func passThrough(environ []string) []string {
 		}
 	}
 	return out
+}
+
+// limitsStatus says whether the stack enforces AWS's throughput limits.
+func limitsStatus(s *devstack.Stack) string {
+	if s.Limits() == nil {
+		return "off (" + devstack.EnvLimits + "=off): the emulators take any rate"
+	}
+	return "Kinesis 1 MiB/s and 1,000 records/s written, 5 reads and 2 MiB/s read per shard; DynamoDB 1,000 write units/s per item (" + devstack.EnvLimits + "=off turns them off)"
 }
 
 // sinkStatus says which sinks the local workers run, and why others are off.

@@ -77,19 +77,7 @@ func TestSIGTERMLosesNothingAcknowledged(t *testing.T) {
 	defer cmd.Process.Kill()
 
 	url := "http://" + addr
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		resp, err := http.Get(url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway not ready: %v\n%s", err, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitReady(t, url, &logs)
 
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("k:"))
 	var (

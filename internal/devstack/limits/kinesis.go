@@ -83,6 +83,17 @@ func (p *kinesisProxy) forward(r *http.Request, target string, body []byte) (*ht
 	return forward(p.client, p.upstream, r, target, body)
 }
 
+// call forwards body, or answers 502 and reports false when the emulator
+// cannot be reached.
+func (p *kinesisProxy) call(w http.ResponseWriter, r *http.Request, body []byte) (*http.Response, []byte, bool) {
+	resp, b, err := p.forward(r, "", body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return nil, nil, false
+	}
+	return resp, b, true
+}
+
 func forward(c *http.Client, upstream string, r *http.Request, target string, body []byte) (*http.Response, []byte, error) {
 	req, err := http.NewRequestWithContext(r.Context(), r.Method, upstream+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
@@ -109,9 +120,8 @@ func forward(c *http.Client, upstream string, r *http.Request, target string, bo
 }
 
 func (p *kinesisProxy) pass(w http.ResponseWriter, r *http.Request, body []byte) {
-	resp, b, err := p.forward(r, "", body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+	resp, b, ok := p.call(w, r, body)
+	if !ok {
 		return
 	}
 	reply(w, resp, b)
@@ -199,9 +209,8 @@ func (p *kinesisProxy) putRecords(w http.ResponseWriter, r *http.Request, body [
 			StreamARN  string     `json:"StreamARN,omitempty"`
 			Records    []putEntry `json:"Records"`
 		}{in.StreamName, in.StreamARN, pass})
-		resp, b, err := p.forward(r, "", fwd)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
+		resp, b, ok := p.call(w, r, fwd)
+		if !ok {
 			return
 		}
 		var out struct {
@@ -258,9 +267,8 @@ func (p *kinesisProxy) putRecord(w http.ResponseWriter, r *http.Request, body []
 		throttled(w, kinesisJSON, "ProvisionedThroughputExceededException", rateExceeded(stream, shard))
 		return
 	}
-	resp, b, err := p.forward(r, "", body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+	resp, b, ok := p.call(w, r, body)
+	if !ok {
 		return
 	}
 	if resp.StatusCode == http.StatusOK {
@@ -273,9 +281,8 @@ func (p *kinesisProxy) putRecord(w http.ResponseWriter, r *http.Request, body []
 func (p *kinesisProxy) getShardIterator(w http.ResponseWriter, r *http.Request, body []byte) {
 	var in struct{ StreamName, StreamARN, ShardId string }
 	_ = json.Unmarshal(body, &in)
-	resp, b, err := p.forward(r, "", body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+	resp, b, ok := p.call(w, r, body)
+	if !ok {
 		return
 	}
 	var out struct{ ShardIterator string }
@@ -325,9 +332,8 @@ func (p *kinesisProxy) getRecords(w http.ResponseWriter, r *http.Request, body [
 		throttled(w, kinesisJSON, "ProvisionedThroughputExceededException", rateExceeded(stream, shard))
 		return
 	}
-	resp, b, err := p.forward(r, "", body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+	resp, b, ok := p.call(w, r, body)
+	if !ok {
 		return
 	}
 	var out struct {
