@@ -77,6 +77,11 @@ func FuzzRecordDecode(f *testing.F) {
 	}
 	f.Add([]byte{0xB7, 'B', 'T', 1, 0, 1, 2, '{', '}'})
 	f.Add([]byte{0xF3, 0x89, 0x9A, 0xC2, 0, 1})
+	// KPL aggregates, bare and as the worker's client hides them from the
+	// library: the decoder must never panic on what GetRecords returns.
+	agg := EncodeKPL([]string{"k1", "k2"}, [][]byte{[]byte(`{"messageId":"a","type":"track","event":"e","userId":"u"}`), enc.Encode(nil, [][]byte{[]byte(`{"messageId":"b","type":"track"}`)})})
+	f.Add(agg)
+	f.Add(WrapKPL(agg))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		evs, err := dec.Decode(data)
 		if err != nil {

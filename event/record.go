@@ -132,12 +132,49 @@ func NewRecordDecoder() (*RecordDecoder, error) {
 
 // Decode returns the events held by one Kinesis record's data: a record of
 // ours, a plain JSON object (one event, as a Kinesis console or another
-// producer would write it) or a JSON array of objects. The returned slices
-// may alias data.
+// producer would write it), a JSON array of objects, or a KPL aggregate of
+// any of these (bare or as WrapKPL hides it). The returned slices may
+// alias data.
 //
-// Errors wrap ErrUnknownFormat or ErrCorruptRecord and say what is wrong, so
-// the caller can park the record with that reason.
+// Errors wrap ErrUnknownFormat, ErrCorruptRecord or ErrBadAggregate and
+// say what is wrong, so the caller can park the record with that reason.
+// An aggregate some of whose user records fail gives the others' events
+// and an *AggregateError listing the failed ones.
 func (d *RecordDecoder) Decode(data []byte) ([][]byte, error) {
+	if bytes.HasPrefix(data, kplWrapper) {
+		return d.decodeKPL(data[len(kplWrapper):])
+	}
+	if IsKPL(data) {
+		return d.decodeKPL(data)
+	}
+	return d.decodeOne(data)
+}
+
+// decodeKPL decodes each user record of an aggregate as a record of its
+// own (JSON, or our format). With some that fail it returns the others'
+// events and an *AggregateError naming the failed ones.
+func (d *RecordDecoder) decodeKPL(data []byte) ([][]byte, error) {
+	users, err := kplUserRecords(data)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	var bad []BadUserRecord
+	for i, u := range users {
+		evs, err := d.decodeOne(u)
+		if err != nil {
+			bad = append(bad, BadUserRecord{Index: i, Data: u, Err: err})
+			continue
+		}
+		out = append(out, evs...)
+	}
+	if len(bad) > 0 {
+		return out, &AggregateError{Bad: bad}
+	}
+	return out, nil
+}
+
+func (d *RecordDecoder) decodeOne(data []byte) ([][]byte, error) {
 	if IsRecord(data) {
 		return d.decodeRecord(data)
 	}

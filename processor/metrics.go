@@ -20,6 +20,7 @@ type metrics struct {
 	checkpoints    prometheus.Counter
 	leases         prometheus.Gauge
 	memBudget      prometheus.Gauge
+	panics         prometheus.Counter
 	behind         *prometheus.GaugeVec
 	checkpointLag  *prometheus.GaugeVec
 }
@@ -37,6 +38,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		breakerState:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "worker_sink_breaker_state", Help: "Breaker state per sink: 0 closed, 1 half-open, 2 open."}, []string{"sink"}),
 		batchDuration:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "worker_batch_duration_seconds", Help: "Time to decode, fan out and checkpoint one GetRecords batch.", Buckets: durations}),
 		checkpoints:    prometheus.NewCounter(prometheus.CounterOpts{Name: "worker_checkpoints_total", Help: "Progress writes to the lease table."}),
+		panics:         prometheus.NewCounter(prometheus.CounterOpts{Name: "worker_recovered_panics_total", Help: "Panics recovered while decoding a record or in a sink; their records were parked."}),
 		memBudget:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "worker_memory_budget_bytes", Help: "Budget of decoded records shared by all shards."}),
 		leases:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "worker_shard_processors", Help: "Shards this worker is processing (leases held)."}),
 		behind:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "worker_seconds_behind_latest", Help: "How far behind the tip of its shard the last batch was."}, []string{"shard"}),
@@ -46,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.records, m.events, m.decodeFailures, m.delivered, m.parked, m.sinkErrors,
-		m.callDuration, m.breakerState, m.batchDuration, m.checkpoints, m.leases, m.behind, m.checkpointLag, m.memBudget} {
+		m.callDuration, m.breakerState, m.batchDuration, m.checkpoints, m.leases, m.behind, m.checkpointLag, m.memBudget, m.panics} {
 		if err := reg.Register(c); err != nil {
 			return nil, errors.Join(errors.New("register processor metrics"), err)
 		}

@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -273,40 +274,74 @@ func (p *RecordProcessor) close(why string) {
 	}
 }
 
-// decodeOne turns a Kinesis record into a Record. A record that does not
-// decode is parked with its reason and never reaches a sink; the shard
-// goes on.
-func (p *RecordProcessor) decodeOne(kr types.Record) (Record, bool) {
+// decodeOne turns a Kinesis record into a Record. What does not decode
+// is parked with its reason and never reaches a sink, and the shard goes
+// on: a whole record that is not ours, JSON or a valid KPL aggregate, or
+// just the user records and events of it that fail, the others being
+// delivered. A panic while decoding parks the record as well: no input
+// may stop the shard, let alone the worker.
+func (p *RecordProcessor) decodeOne(kr types.Record) (r Record, ok bool) {
 	seq := aws.ToString(kr.SequenceNumber)
-	r := Record{SequenceNumber: seq, ArrivalTime: aws.ToTime(kr.ApproximateArrivalTimestamp)}
+	defer func() {
+		if v := recover(); v != nil {
+			p.f.metrics.panics.Inc()
+			p.parkUndecodable(seq, kr.Data, fmt.Errorf("panic decoding record: %v", v))
+			r, ok = Record{}, false
+		}
+	}()
+	r = Record{SequenceNumber: seq, ArrivalTime: aws.ToTime(kr.ApproximateArrivalTimestamp)}
 	raws, err := p.f.dec.Decode(kr.Data)
-	if err == nil {
-		// Our records hold events the gateway validated, under a
-		// verified checksum; other producers' JSON gets full parsing.
-		parse := event.Parse
-		if event.IsRecord(kr.Data) {
-			parse = event.ParseTrusted
+	var bad []LetterEntry
+	var ae *event.AggregateError
+	if errors.As(err, &ae) {
+		for _, b := range ae.Bad {
+			bad = append(bad, LetterEntry{SequenceNumber: seq, Data: b.Data, Error: fmt.Sprintf("KPL user record %d: %v", b.Index, b.Err)})
 		}
-		r.Raw = raws
-		r.Events = make([]*event.Event, len(raws))
-		for i, raw := range raws {
-			if r.Events[i], err = parse(raw); err != nil {
-				break
-			}
-		}
+		err = nil
 	}
 	if err != nil {
+		p.parkUndecodable(seq, kr.Data, err)
+		return Record{}, false
+	}
+	// Our records hold events the gateway validated, under a verified
+	// checksum; other producers' JSON gets full parsing.
+	parse := event.Parse
+	if event.IsRecord(kr.Data) {
+		parse = event.ParseTrusted
+	}
+	r.Raw = make([][]byte, 0, len(raws))
+	r.Events = make([]*event.Event, 0, len(raws))
+	for _, raw := range raws {
+		ev, err := parse(raw)
+		if err != nil {
+			bad = append(bad, LetterEntry{SequenceNumber: seq, Data: raw, Error: err.Error()})
+			continue
+		}
+		r.Raw = append(r.Raw, raw)
+		r.Events = append(r.Events, ev)
+	}
+	if len(bad) > 0 {
 		p.f.metrics.decodeFailures.Inc()
-		p.log.Warn("parking undecodable record", zap.String("seq", seq), zap.Error(err))
-		p.park(Letter{
-			Sink: DecodeSink, Reason: ReasonDecode, Error: err.Error(),
-			FirstSeq: seq, LastSeq: seq,
-			Entries: []LetterEntry{{SequenceNumber: seq, Data: kr.Data, Error: err.Error()}},
-		})
+		p.log.Warn("parking undecodable parts of a record", zap.String("seq", seq), zap.Int("parts", len(bad)),
+			zap.Int("decoded", len(r.Events)), zap.String("first_error", bad[0].Error))
+		p.park(Letter{Sink: DecodeSink, Reason: ReasonDecode, Error: bad[0].Error, FirstSeq: seq, LastSeq: seq, Entries: bad})
+	}
+	if len(r.Events) == 0 {
 		return Record{}, false
 	}
 	p.f.metrics.events.Add(float64(len(r.Events)))
 	return r, true
+}
+
+// parkUndecodable parks a whole record that did not decode.
+func (p *RecordProcessor) parkUndecodable(seq string, data []byte, err error) {
+	p.f.metrics.decodeFailures.Inc()
+	p.log.Warn("parking undecodable record", zap.String("seq", seq), zap.Error(err))
+	p.park(Letter{
+		Sink: DecodeSink, Reason: ReasonDecode, Error: err.Error(),
+		FirstSeq: seq, LastSeq: seq,
+		Entries: []LetterEntry{{SequenceNumber: seq, Data: data, Error: err.Error()}},
+	})
 }
 
 // charge takes r's memory from the shared budget before r joins chunk.
@@ -371,6 +406,16 @@ func (p *RecordProcessor) fanOut(recs []Record, flush bool) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() {
+				// A sink that panics on some input is that sink's bug:
+				// its records are parked as a permanent failure, the
+				// other sinks and the shard go on.
+				if v := recover(); v != nil {
+					p.f.metrics.panics.Inc()
+					p.log.Error("sink panicked; parking its records", zap.String("sink", ss.rt.name), zap.Any("panic", v))
+					p.parkSink(ss, recs, ReasonPermanent, Permanent(fmt.Errorf("%s: panic: %v", ss.rt.name, v)))
+				}
+			}()
 			p.deliver(ss, recs, flush)
 		}()
 	}

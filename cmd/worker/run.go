@@ -162,7 +162,7 @@ func runWorker(args []string, getenv func(string) string) error {
 	// processor returns: their bytes get a budget of their own, the same
 	// size as the decoded one.
 	readLimit := &kcladapter.ReadLimit{Budget: budget, Shards: func() int { return len(factory.Shards()) }, MinInterval: cfg.ReadInterval}
-	kclKinesis := kinesis.NewFromConfig(clients.cfg, readLimit.Option())
+	kclKinesis := kinesis.NewFromConfig(clients.cfg, readLimit.Option(), kcladapter.HideAggregates())
 	w := kclworker.NewWorker(factory, kcfg).WithKinesis(kclKinesis).WithCheckpointer(cp)
 
 	var ready atomic.Bool
