@@ -279,7 +279,7 @@ func (r *results) report() string {
 	for _, pk := range r.parkedAfter {
 		left += pk.letters
 	}
-	p("  dead letters left after replay: %d", left)
+	p("  dead letters left after replay: %d; automatic re-drive completed %.1f s after the drain", left, c.redriveTook.Seconds())
 	p("  disruptions: workers %d SIGKILL, %d SIGTERM (exit in %s); Segment down %d× %.0f s; GA4 500 %d× %.0f s",
 		c.sigkills, c.sigterms, durations(c.sigtermExit), c.segOutages, c.segDown.Seconds(), c.ga4Outages, c.ga4Failing.Seconds())
 	p("               gateway restarts %d after SIGTERM, %d after SIGKILL (down %s)", c.gwTerms, c.gwKills, durations(c.gwDown))

@@ -140,3 +140,11 @@ func (c *Checkpointer) ClaimShard(shard *par.ShardStatus, claimant string) error
 	shard.Mux.Unlock()
 	return nil
 }
+
+// Holds reports whether this worker holds shardID's lease and has not
+// found it lost: the worker's background tasks for a shard (re-driving
+// its dead letters) run only while it does.
+func (c *Checkpointer) Holds(shardID string) bool {
+	h, ok := c.lease(shardID)
+	return ok && !h.lost
+}

@@ -73,3 +73,5 @@ func (b *breaker) do(f func() error) error {
 func (b *breaker) open() bool { return b.cb.State() == gobreaker.StateOpen }
 
 var errBreakerOpen = errors.New("circuit breaker open")
+
+func (b *breaker) closed() bool { return b.cb.State() == gobreaker.StateClosed }

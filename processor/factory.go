@@ -208,3 +208,15 @@ func (f *Factory) Close() {
 		p.close("worker closing")
 	}
 }
+
+// SinkHealthy reports whether the named sink's breaker is closed: the
+// sink takes writes again, and what was parked while it was down can be
+// re-driven.
+func (f *Factory) SinkHealthy(name string) bool {
+	for _, rt := range f.sinks {
+		if rt.name == name {
+			return rt.breaker.closed()
+		}
+	}
+	return false
+}

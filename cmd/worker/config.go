@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/buildtelemetry/pipeline/checkpoint"
+	"github.com/buildtelemetry/pipeline/deadletter"
 	"github.com/buildtelemetry/pipeline/internal/envflag"
 )
 
@@ -29,6 +30,7 @@ type runConfig struct {
 	BalanceInterval time.Duration
 	MaxLeases       int
 	ReadInterval    time.Duration
+	RedriveInterval time.Duration
 	MemoryLimit     string
 	MemoryBudget    string
 	MaxRecords      int
@@ -102,6 +104,7 @@ func loadRunConfig(args []string, getenv func(string) string) (runConfig, error)
 	fs.Duration(&c.BalanceInterval, "balance-interval", "WORKER_BALANCE_INTERVAL", checkpoint.DefaultBalanceInterval, "how often the worker heartbeats and rebalances leases with the other workers")
 	fs.Int(&c.MaxLeases, "max-leases", "WORKER_MAX_LEASES", 0, "most leases this worker holds (0: no cap beyond its fair share)")
 	fs.Duration(&c.ReadInterval, "read-interval", "WORKER_READ_INTERVAL", 250*time.Millisecond, "least time between two GetRecords calls of one shard: a shard serves 5 a second to all its readers, and 4 leave one for others (worker tail)")
+	fs.Duration(&c.RedriveInterval, "redrive-interval", "WORKER_REDRIVE_INTERVAL", deadletter.DefaultRedriveInterval, "how often transient dead letters of the shards held are re-driven into sinks whose breaker closed again (0: never; worker replay still can)")
 	fs.String(&c.MemoryLimit, "memory-limit", "WORKER_MEMORY_LIMIT", "", "the container's memory limit in bytes (Ki, Mi, Gi suffixes allowed): sets GOMEMLIMIT to 90% of it unless GOMEMLIMIT is set, and the memory budget to a quarter of it")
 	fs.String(&c.MemoryBudget, "memory-budget", "WORKER_MEMORY_BUDGET", "", "bytes of decoded records all shards hold at once (default: a quarter of the memory limit, or 64Mi without one)")
 	fs.Int(&c.MaxRecords, "max-records", "WORKER_MAX_RECORDS", 250, "records per GetRecords call; each of ours packs many events, so this bounds a batch's memory")

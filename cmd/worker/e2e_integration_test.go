@@ -99,13 +99,13 @@ func buildGateway(t *testing.T) string {
 
 // TestSegmentOutageEndToEnd: gateway → Kinesis → worker. Segment is down
 // for a few seconds: its breaker opens, the other sinks keep receiving,
-// and after the outage every event reaches Segment, directly or through
-// the replay command.
+// and after the outage every event reaches Segment, directly or re-driven
+// by the worker from the dead letters, with no replay command run.
 func TestSegmentOutageEndToEnd(t *testing.T) {
 	e := newEnv(t, 4)
 	seg := newSegmentServer(t, "seg-key")
 	segEnv := []string{"SEGMENT_WRITE_KEY=seg-key", "SEGMENT_ENDPOINT=" + seg.srv.URL,
-		"WORKER_BREAKER_FAILURES=3", "WORKER_BREAKER_OPEN_TIMEOUT=2s", "WORKER_RETRY_BUDGET=3s"}
+		"WORKER_BREAKER_FAILURES=3", "WORKER_BREAKER_OPEN_TIMEOUT=2s", "WORKER_RETRY_BUDGET=3s", "WORKER_REDRIVE_INTERVAL=1s"}
 	counts := devstack.UniqueName(t, "counts")
 	w := e.startWorker("wa", append(segEnv, "S3_BUCKET="+e.bucket, "S3_BUFFER_INTERVAL=1s", "DYNAMODB_COUNTS_TABLE="+counts)...)
 
@@ -205,23 +205,35 @@ func TestSegmentOutageEndToEnd(t *testing.T) {
 		return true
 	})
 
-	// What was parked during the outage reaches Segment by replay.
-	cmd := exec.Command(workerBin(t), "replay", "-sink", "segment")
-	cmd.Env = append(e.s.Endpoints().ChildEnv(), append(segEnv, "KINESIS_STREAM="+e.stream, "DEADLETTER_BUCKET="+e.bucket)...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("replay: %v\n%s", err, out)
-	}
-	got := seg.received()
-	missing := 0
-	for _, id := range acked {
-		if got[id] == 0 {
-			missing++
+	// What was parked during the outage reaches Segment by itself: the
+	// worker re-drives its shards' transient letters once the breaker
+	// closed, without anyone running `worker replay`.
+	redrive := waitFor(t, "parked events to reach Segment without a replay", 60*time.Second, func() bool {
+		got := seg.received()
+		for _, id := range acked {
+			if got[id] == 0 {
+				return false
+			}
 		}
+		return true
+	})
+	if !strings.Contains(w.logs.String(), "re-drove parked events") {
+		t.Error("the worker logged no re-drive")
 	}
-	if missing > 0 {
-		t.Fatalf("%d of %d acknowledged events never reached Segment", missing, len(acked))
-	}
+	// Each letter was deleted once re-driven: a replay finds nothing.
+	var out []byte
+	waitFor(t, "every letter re-driven and deleted", 30*time.Second, func() bool {
+		cmd := exec.Command(workerBin(t), "replay", "-sink", "segment")
+		cmd.Env = append(e.s.Endpoints().ChildEnv(), append(segEnv, "KINESIS_STREAM="+e.stream, "DEADLETTER_BUCKET="+e.bucket)...)
+		var err error
+		out, err = cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("replay: %v\n%s", err, out)
+		}
+		return strings.Contains(string(out), "replayed 0 letters")
+	})
+	got := seg.received()
+	t.Logf("parked events reached Segment %v after the breaker closed", redrive.Round(time.Millisecond))
 	t.Logf("%d events acknowledged, all reached Segment (%d distinct); replay: %s", len(acked), len(got), strings.TrimSpace(lastLine(string(out))))
 }
 

@@ -185,6 +185,16 @@ func runWorker(args []string, getenv func(string) string) error {
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start KCL worker: %w", err)
 	}
+	redriveCtx, stopRedrive := context.WithCancel(ctx)
+	defer stopRedrive()
+	if cfg.RedriveInterval > 0 {
+		rd := &deadletter.Redriver{Store: dlq, Sinks: sinks, Stream: cfg.Stream, Healthy: factory.SinkHealthy,
+			Shards: factory.Shards, Owns: cp.Holds, Interval: cfg.RedriveInterval, Log: log.Named("redrive")}
+		if err := rd.Register(reg); err != nil {
+			return err
+		}
+		go func() { _ = rd.Run(redriveCtx) }()
+	}
 	balanceCtx, stopBalance := context.WithCancel(ctx)
 	balanced := make(chan struct{})
 	go func() {
@@ -208,6 +218,7 @@ func runWorker(args []string, getenv func(string) string) error {
 	// Leave the balance first: no more claims or acquisitions, and the
 	// other workers count this one out at once, so they take its shards
 	// as the library releases them below.
+	stopRedrive()
 	stopBalance()
 	<-balanced
 	if err := cp.Deregister(context.WithoutCancel(ctx)); err != nil {

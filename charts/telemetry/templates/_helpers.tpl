@@ -117,6 +117,7 @@ ConfigMap's data. gateway.env entries override.
   "WORKER_BALANCE_INTERVAL" $c.balanceInterval
   "WORKER_MAX_LEASES" (toString (int64 $c.maxLeases))
   "WORKER_READ_INTERVAL" $c.readInterval
+  "WORKER_REDRIVE_INTERVAL" $c.redriveInterval
   "WORKER_MEMORY_BUDGET" $c.memoryBudget
   "WORKER_MAX_RECORDS" (toString (int64 $c.maxRecords))
   "WORKER_IDLE_TIME" $c.idleTime
