@@ -75,7 +75,7 @@ func TestRecordDecodeRejects(t *testing.T) {
 	}{
 		{"empty", nil, ErrUnknownFormat},
 		{"binary", []byte{0x01, 0x02}, ErrUnknownFormat},
-		{"kpl magic", []byte{0xF3, 0x89, 0x9A, 0xC2, 0x00}, ErrUnknownFormat},
+		{"kpl magic, too short", []byte{0xF3, 0x89, 0x9A, 0xC2, 0x00}, ErrBadAggregate},
 		{"bad json", []byte(`{"a":`), ErrUnknownFormat},
 		{"array of scalars", []byte(`[1]`), ErrUnknownFormat},
 		{"short header", good[:4], ErrCorruptRecord},

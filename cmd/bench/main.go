@@ -19,7 +19,7 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up of each load run")
 	flag.IntVar(&o.concurrency, "concurrency", 64, "concurrent clients of the single-event runs (a quarter of it for 100-event batches)")
 	flag.DurationVar(&o.linger, "linger", 0, "gateway group-commit linger (0: the default)")
-	flag.StringVar(&o.only, "only", "", "run only the groups named, comma-separated (gateway, processor, failover, saas, s3, dynamodb, e2e, scaling, limits)")
+	flag.StringVar(&o.only, "only", "", "run only the groups named, comma-separated (gateway, processor, failover, saas, s3, dynamodb, e2e, scaling, limits, redrive)")
 	report := flag.String("report", ".run/bench-report.md", "also write the figures as a markdown table to this file (empty: don't)")
 	flag.Parse()
 	ctx := context.Background()
@@ -77,6 +77,7 @@ var groups = []struct {
 	{"e2e", benchEndToEnd},
 	{"scaling", benchScaling},
 	{"limits", benchLimits},
+	{"redrive", benchRedrive},
 }
 
 // figure is one measured value.
