@@ -2,10 +2,12 @@
 // vmware-go-kcl-v2's checkpoint.Checkpointer over DynamoDB, and of
 // processor.ProgressStore on the same rows.
 //
-// The library's own DynamoCheckpoint cannot be used (docs kcl-v1.0.0.md §0
-// and §3). Each difference below fixes one of its defects:
+// The library's own DynamoCheckpoint cannot be used: its checkpoints are
+// unconditional PutItems, it never loads claims, and its scans are single
+// eventually consistent pages. Each difference below fixes one of its
+// defects:
 //
-//   - Fenced writes (defect 1, §3.2). Every write of a lease holder
+//   - Fenced writes. Every write of a lease holder
 //     (renewal, CheckpointSequence, SaveProgress, SaveSinkState) is an
 //     UpdateItem conditioned on AssignedTo = this worker AND LeaseToken = the
 //     token this Checkpointer got when it acquired the lease. A worker that
@@ -17,17 +19,16 @@
 //     and to renew. Once a renewal or fenced write finds the lease lost,
 //     GetLease keeps refusing the shard until the consumer exits and
 //     RemoveLeaseOwner runs, so a consumer that missed another worker's
-//     progress cannot carry on under a fresh lease (defect 5: the library
+//     progress cannot carry on under a fresh lease (the library
 //     never tells the processor it lost the lease).
-//   - Counter-fenced acquisition (§3.2, KCL 2.x's lease counter). Every
+//   - Counter-fenced acquisition (KCL 2.x's lease counter). Every
 //     acquisition and renewal increments LeaseCounter; an acquisition is
 //     conditioned on the counter it observed, so of two workers racing for
 //     an expired lease exactly one wins, and a renewal landing between the
 //     other's read and write makes that write fail.
-//   - UpdateItem, never a full-item PutItem (§3.2 "Renewal is a full-item
-//     PutItem"), so attributes the library does not know (SinkWatermarks,
+//   - UpdateItem, never a full-item PutItem, so attributes the library does not know (SinkWatermarks,
 //     SinkState, ClaimRequest) survive renewals and checkpoints.
-//   - Parent-before-child (defect 3, §3.4). The library lets a child start
+//   - Parent-before-child. The library lets a child start
 //     as soon as its parent's lease row has no checkpoint, and ignores the
 //     second parent of a merge. GetLease refuses to acquire a shard while
 //     any of its parents (ParentShardId and AdjacentParentShardId, from
@@ -36,39 +37,43 @@
 //     leased and never checkpointed. The library's waitOnParentShard then
 //     finds the parent finished at once. A lease row left behind by a parent
 //     that has aged out of the stream without reaching SHARD_END is deleted,
-//     because waitOnParentShard would otherwise poll it forever (§3.4 v1#72).
+//     because waitOnParentShard would otherwise poll it forever.
 //   - FetchCheckpoint returns nil with an empty Checkpoint for a row that
-//     exists without one (§4.2), instead of ErrSequenceIDNotFound, which the
-//     library takes for "parent deleted". It also loads ClaimRequest
-//     (defect 6, v1#100), and reports AssignedTo as "" for a row naming
-//     our WorkerID that this process does not hold (left by an earlier
-//     process with the same ID): the library skips shards it thinks it
-//     owns, so one failed GetLease would otherwise strand the shard.
+//     exists without one, instead of ErrSequenceIDNotFound, which the
+//     library takes for "parent deleted". It also loads ClaimRequest, and
+//     reports AssignedTo as "" for a row naming our WorkerID that this
+//     process does not hold (left by an earlier process with the same ID):
+//     the library skips shards it thinks it owns, so one failed GetLease
+//     would otherwise strand the shard.
 //   - Consistent reads everywhere, and a paginated consistent Scan in
-//     Leases (defect 6, §3.3).
-//   - Init creates the table PAY_PER_REQUEST (defect 8, §3.7), waits until
-//     it is ACTIVE, treats a concurrent CreateTable as success (local-aws.md
-//     §7, problem 6) and only treats ResourceNotFoundException as "missing"
-//     (§1 "doesTableExist swallows every error").
+//     Leases.
+//   - Init creates the table PAY_PER_REQUEST, waits until it is ACTIVE,
+//     treats a concurrent CreateTable as success (DynamoDB and the
+//     emulator answer it with ResourceInUseException) and only treats
+//     ResourceNotFoundException as "missing".
 //   - RemoveLeaseOwner also clears the token and sets LeaseTimeout to now,
 //     so after a graceful stop another worker takes the shard on its next
 //     tick instead of waiting for the lease to expire.
 //
-// Lease stealing is not implemented: ListActiveWorkers and ClaimShard
-// return ErrLeaseStealingUnsupported, so the worker must keep the library's
-// EnableLeaseStealing off (its default).
+// Balancing. The library's lease stealing stays off; Run balances instead
+// (see balance.go): heartbeat rows, a fair share that GetLease respects,
+// and fenced claims that the holder's processor answers with a graceful
+// handoff (Handoff). ListActiveWorkers and ClaimShard work too, for a
+// worker that turns the library's stealing on.
 //
 // # Row schema
 //
 // One item per shard in the table named by Config.Table, hash key ShardID
-// (S). The first five attributes are the library's; the rest are ours.
+// (S), and one per live worker (ShardID "worker/<id>", EntityType
+// "worker", HeartbeatExpiry N ms since the epoch, LeasesHeld N). The first five attributes are the library's; the rest are ours.
 //
 //	ShardID        S  shard ID (hash key)
 //	AssignedTo     S  worker ID of the lease holder; absent when released
 //	LeaseTimeout   S  RFC3339Nano UTC: the holder's clock + LeaseDuration
 //	Checkpoint     S  last checkpointed sequence number, or SHARD_END
 //	ParentShardId  S  the shard's parent, as the library knows it
-//	ClaimRequest   S  the library's lease-stealing claim (read, never written)
+//	ClaimRequest   S  worker that claimed the shard for a handoff
+//	ClaimExpiry    N  ms since the epoch: the claim is void after it
 //	LeaseCounter   N  incremented by every acquisition and renewal
 //	LeaseToken     S  random per acquisition; absent when released
 //	SinkWatermarks M  of S: processor.SinkProgress.Watermark by sink name

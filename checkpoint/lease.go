@@ -202,9 +202,9 @@ func emptyMap() types.AttributeValue {
 
 // checkParents refuses (chk.ErrLeaseNotAcquired) while a parent of
 // shardID is still in the stream and not at SHARD_END: the parent may
-// still hold records for the child's keys, which must be processed first
-// (kcl-v1.0.0.md §3.4). A parent no longer listed has aged out of the
-// stream; nothing of it can be read any more. It returns the shard's
+// still hold records for the child's keys, which must be processed
+// first. A parent no longer listed has aged out of the stream; nothing of
+// it can be read any more. It returns the shard's
 // listing entry.
 func (c *Checkpointer) checkParents(shardID string) (shardInfo, error) {
 	info, listing, ok, err := c.lookupShard(shardID)

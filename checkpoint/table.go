@@ -68,7 +68,7 @@ func (c *Checkpointer) createTable(ctx context.Context) error {
 			KeyType:       types.KeyTypeHash,
 		}},
 		// On demand: the library's PROVISIONED 10/10 is used up by the
-		// renewals of about 25 shards (kcl-v1.0.0.md §3.7).
+		// renewals of about 25 shards.
 		BillingMode: types.BillingModePayPerRequest,
 	})
 	var inUse *types.ResourceInUseException

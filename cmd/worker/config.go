@@ -78,7 +78,7 @@ type runConfig struct {
 }
 
 // Defaults chosen for failover speed: the library takes one lease per
-// shard-sync tick per worker (kcl-v1.0.0.md §3.1), so the tick is short;
+// shard-sync tick per worker, so the tick is short;
 // the lease outlives three renewals.
 const (
 	defaultShardSync     = 500 * time.Millisecond

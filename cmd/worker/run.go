@@ -140,7 +140,7 @@ func runWorker(args []string, getenv func(string) string) error {
 		credentials.NewStaticCredentialsProvider("unused", "unused", "")).
 		WithTableName(cfg.LeaseTable).
 		// TRIM_HORIZON everywhere: the library also uses this for child
-		// shards, which must start at their beginning (kcl-v1.0.0.md §3.4).
+		// shards, which must start at their beginning.
 		WithInitialPositionInStream(kclcfg.TRIM_HORIZON).
 		WithShardSyncIntervalMillis(int(cfg.ShardSync.Milliseconds())).
 		WithFailoverTimeMillis(int(cfg.LeaseDuration.Milliseconds())).

@@ -14,7 +14,7 @@ import (
 //
 // The library's polling shard consumer logs lease renewals (and their
 // failures) through the global logrus logger rather than the configured
-// Logger (kcl-v1.0.0.md §3.9). This is the one place the worker touches
+// Logger. This is the one place the worker touches
 // that global state, which belongs to the library: it discards logrus'
 // own output (and skips its formatting), replaces its hooks with one that
 // writes each entry's message and fields to l at the matching level

@@ -6,9 +6,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/big"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -132,6 +134,12 @@ func reply(w http.ResponseWriter, resp *http.Response, b []byte) {
 		if k != "Content-Length" {
 			w.Header()[k] = vs
 		}
+	}
+	if resp.Header.Get("X-Amz-Crc32") != "" {
+		// DynamoDB's body checksum, which the SDK verifies: the body may
+		// have been changed here (ConsumedCapacity taken out), and a
+		// mismatch makes the SDK retry a write that already happened.
+		w.Header().Set("X-Amz-Crc32", strconv.FormatUint(uint64(crc32.ChecksumIEEE(b)), 10))
 	}
 	w.WriteHeader(resp.StatusCode)
 	w.Write(b)
