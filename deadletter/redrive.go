@@ -50,18 +50,9 @@ func Redrive(ctx context.Context, store *Store, sink processor.Sink, stream, sha
 			break
 		}
 		res := replayLetter(ctx, store, sink, l.key)
-		stats.Events += res.Events
-		stats.Skipped += res.Skipped
-		stats.Rejected += res.Rejected
-		if res.Corrupt {
-			stats.Corrupt++
-		}
+		stats.add(res)
 		if res.Err != nil {
-			stats.Failed++
 			return stats, fmt.Errorf("deadletter: redrive %s: %w", l.key, res.Err)
-		}
-		if res.Events > 0 || res.Rejected > 0 {
-			stats.Letters++
 		}
 	}
 	return stats, nil

@@ -71,6 +71,21 @@ type ReplayStats struct {
 	Rejected int
 }
 
+// add counts one letter's outcome.
+func (s *ReplayStats) add(res LetterResult) {
+	s.Events += res.Events
+	s.Skipped += res.Skipped
+	s.Rejected += res.Rejected
+	if res.Corrupt {
+		s.Corrupt++
+	}
+	if res.Err != nil {
+		s.Failed++
+	} else if res.Events > 0 || res.Rejected > 0 {
+		s.Letters++
+	}
+}
+
 // ReplayWorker is the Shard.Worker of every replay writer.
 const ReplayWorker = "replay"
 
@@ -117,17 +132,9 @@ func Replay(ctx context.Context, store *Store, sink processor.Sink, opts ReplayO
 			break
 		}
 		res := replayLetter(ctx, store, sink, key)
-		stats.Events += res.Events
-		stats.Skipped += res.Skipped
-		stats.Rejected += res.Rejected
-		if res.Corrupt {
-			stats.Corrupt++
-		}
+		stats.add(res)
 		if res.Err != nil {
-			stats.Failed++
 			errs = append(errs, fmt.Errorf("deadletter: replay %s: %w", key, res.Err))
-		} else if res.Events > 0 || res.Rejected > 0 {
-			stats.Letters++
 		}
 		if opts.OnLetter != nil {
 			opts.OnLetter(res)

@@ -78,34 +78,13 @@ func benchEndToEnd(ctx context.Context, o options) ([]figure, error) {
 	gwRSS := peakRSS(gw.Process.Pid)
 
 	// The worker drains what the gateway wrote.
-	tips, err := shardTips(ctx, s, stream)
+	r := &failoverRig{s: s}
+	drain, wRSS, err := r.drain(ctx, filepath.Join(dir, "worker"), stream, "bench-e2e",
+		"DEADLETTER_BUCKET="+bucket, "S3_BUCKET="+bucket, "S3_BUFFER_INTERVAL=2s", "DYNAMODB_COUNTS_TABLE=bench-counts",
+		"SINK_FILE_PATH="+filepath.Join(dir, "events.ndjson"))
 	if err != nil {
 		return nil, err
 	}
-	w := exec.Command(filepath.Join(dir, "worker"), "run")
-	w.Env = append(s.Endpoints().ChildEnv(), "KINESIS_STREAM="+stream, "WORKER_APP=bench-e2e", "WORKER_ID=w1",
-		"WORKER_HEALTH_ADDR=127.0.0.1:0", "WORKER_METRICS_ADDR=127.0.0.1:0", "DEADLETTER_BUCKET="+bucket,
-		"S3_BUCKET="+bucket, "S3_BUFFER_INTERVAL=2s", "DYNAMODB_COUNTS_TABLE=bench-counts",
-		"SINK_FILE_PATH="+filepath.Join(dir, "events.ndjson"), "LOG_LEVEL=warn")
-	if err := w.Start(); err != nil {
-		return nil, err
-	}
-	defer w.Process.Kill()
-	start := time.Now()
-	r := &failoverRig{s: s}
-	if err := waitUntil(5*time.Minute, func() bool {
-		cps := r.checkpoints(ctx, "bench-e2e")
-		for shard, tip := range tips {
-			if processor.CompareSeq(cps[shard], tip) < 0 {
-				return false
-			}
-		}
-		return true
-	}); err != nil {
-		return nil, fmt.Errorf("worker did not catch up: %w", err)
-	}
-	drain := time.Since(start)
-	wRSS := peakRSS(w.Process.Pid)
 	return []figure{
 		{"gateway_kinesalite_events_per_s", res.EventsPerSecond(), "events/s"},
 		{"raw_putrecords_events_per_s", rawRate, "events/s"},
@@ -113,6 +92,36 @@ func benchEndToEnd(ctx context.Context, o options) ([]figure, error) {
 		{"worker_drain_events_per_s", float64(res.Events) / drain.Seconds(), "events/s"},
 		{"worker_peak_rss_mb", wRSS, "MB"},
 	}, nil
+}
+
+// drain starts a worker of bin on stream (application app) with env
+// added, waits until its checkpoints reach the shards' tips as they are
+// now, and returns how long that took and the worker's peak RSS in MB.
+func (r *failoverRig) drain(ctx context.Context, bin, stream, app string, env ...string) (time.Duration, float64, error) {
+	tips, err := shardTips(ctx, r.s, stream)
+	if err != nil {
+		return 0, 0, err
+	}
+	w := exec.Command(bin, "run")
+	w.Env = append(append(r.s.Endpoints().ChildEnv(), "KINESIS_STREAM="+stream, "WORKER_APP="+app, "WORKER_ID=w1",
+		"WORKER_HEALTH_ADDR=127.0.0.1:0", "WORKER_METRICS_ADDR=127.0.0.1:0", "LOG_LEVEL=warn"), env...)
+	if err := w.Start(); err != nil {
+		return 0, 0, err
+	}
+	defer func() { _ = w.Process.Kill(); _ = w.Wait() }()
+	start := time.Now()
+	if err := waitUntil(5*time.Minute, func() bool {
+		cps := r.checkpoints(ctx, app)
+		for shard, tip := range tips {
+			if processor.CompareSeq(cps[shard], tip) < 0 {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return 0, 0, fmt.Errorf("worker did not catch up: %w", err)
+	}
+	return time.Since(start), peakRSS(w.Process.Pid), nil
 }
 
 // shardTips returns the last sequence number of each shard.

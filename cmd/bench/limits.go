@@ -21,7 +21,6 @@ import (
 	"github.com/buildtelemetry/pipeline/internal/devstack"
 	"github.com/buildtelemetry/pipeline/internal/devstack/limits"
 	"github.com/buildtelemetry/pipeline/internal/streamread"
-	"github.com/buildtelemetry/pipeline/processor"
 )
 
 // benchLimits runs the gateway and a worker against a 1-shard stream
@@ -73,31 +72,12 @@ func benchLimits(ctx context.Context, o options) ([]figure, error) {
 	readCap := shards * lim.ShardReadBytes / bytesPerEvent
 
 	// The worker drains what the gateway wrote.
-	tips, err := shardTips(ctx, r.s, stream)
+	took, _, err := r.drain(ctx, r.bin, stream, stream, "DEADLETTER_BUCKET="+stream,
+		"SINK_FILE_PATH="+filepath.Join(r.dir, "limits.ndjson"))
 	if err != nil {
 		return nil, err
 	}
-	w := exec.Command(r.bin, "run")
-	w.Env = append(r.s.Endpoints().ChildEnv(), "KINESIS_STREAM="+stream, "WORKER_APP="+stream, "WORKER_ID=w1",
-		"WORKER_HEALTH_ADDR=127.0.0.1:0", "WORKER_METRICS_ADDR=127.0.0.1:0", "DEADLETTER_BUCKET="+stream,
-		"SINK_FILE_PATH="+filepath.Join(r.dir, "limits.ndjson"), "LOG_LEVEL=warn")
-	if err := w.Start(); err != nil {
-		return nil, err
-	}
-	defer func() { _ = w.Process.Kill(); _ = w.Wait() }()
-	start := time.Now()
-	if err := waitUntil(5*time.Minute, func() bool {
-		cps := r.checkpoints(ctx, stream)
-		for shard, tip := range tips {
-			if processor.CompareSeq(cps[shard], tip) < 0 {
-				return false
-			}
-		}
-		return true
-	}); err != nil {
-		return nil, fmt.Errorf("worker did not catch up: %w", err)
-	}
-	drain := float64(events) / time.Since(start).Seconds()
+	drain := float64(events) / took.Seconds()
 
 	seed, err := oneEventPerRecord(ctx, r.s, shards, d)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -16,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/buildtelemetry/pipeline/internal/loadtest"
-	"github.com/buildtelemetry/pipeline/processor"
 )
 
 // benchScaling measures the worker as a fleet: one worker draining a
@@ -68,32 +66,13 @@ func (r *failoverRig) backlog(ctx context.Context, n int) (peakMB, eventsPerS fl
 	if err := loadtest.PutBacklog(ctx, r.s.Kinesis(), r.enc, stream, n); err != nil {
 		return 0, 0, err
 	}
-	tips, err := shardTips(ctx, r.s, stream)
-	if err != nil {
-		return 0, 0, err
-	}
-	w := exec.Command(r.bin, "run")
-	w.Env = append(r.s.Endpoints().ChildEnv(), "KINESIS_STREAM="+stream, "WORKER_APP="+app, "WORKER_ID=w1",
-		"WORKER_HEALTH_ADDR=127.0.0.1:0", "WORKER_METRICS_ADDR=127.0.0.1:0", "DEADLETTER_BUCKET="+bucket,
+	took, rss, err := r.drain(ctx, r.bin, stream, app, "DEADLETTER_BUCKET="+bucket,
 		"S3_BUCKET="+bucket, "S3_BUFFER_INTERVAL=2s", "DYNAMODB_COUNTS_TABLE=bench-backlog-counts",
-		"SINK_FILE_PATH="+filepath.Join(r.dir, "backlog.ndjson"), "LOG_LEVEL=warn")
-	if err := w.Start(); err != nil {
-		return 0, 0, err
+		"SINK_FILE_PATH="+filepath.Join(r.dir, "backlog.ndjson"))
+	if err != nil {
+		return 0, 0, fmt.Errorf("backlog: %w", err)
 	}
-	defer func() { _ = w.Process.Kill(); _ = w.Wait() }()
-	start := time.Now()
-	if err := waitUntil(5*time.Minute, func() bool {
-		cps := r.checkpoints(ctx, app)
-		for shard, tip := range tips {
-			if processor.CompareSeq(cps[shard], tip) < 0 {
-				return false
-			}
-		}
-		return true
-	}); err != nil {
-		return 0, 0, fmt.Errorf("backlog: worker did not catch up: %w", err)
-	}
-	return peakRSS(w.Process.Pid), float64(n) / time.Since(start).Seconds(), nil
+	return rss, float64(n) / took.Seconds(), nil
 }
 
 // markers writes small events to a stream in the background until

@@ -172,6 +172,23 @@ type putResult struct {
 	ErrorMessage   string `json:"ErrorMessage,omitempty"`
 }
 
+// writeTarget decodes a write request into in and returns its stream and
+// the stream's shards. When either fails it passes the request to the
+// emulator, which explains what is wrong, and reports false.
+func (p *kinesisProxy) writeTarget(w http.ResponseWriter, r *http.Request, body []byte, in any, names func() (string, string)) (string, *shardMap, bool) {
+	if err := json.Unmarshal(body, in); err != nil {
+		p.pass(w, r, body)
+		return "", nil, false
+	}
+	stream := streamName(names())
+	shards, err := p.shardsOf(r, stream)
+	if err != nil {
+		p.pass(w, r, body)
+		return "", nil, false
+	}
+	return stream, shards, true
+}
+
 // putRecords lets through the entries their shards have room for and
 // fails the rest, per entry, as Kinesis does.
 func (p *kinesisProxy) putRecords(w http.ResponseWriter, r *http.Request, body []byte) {
@@ -180,14 +197,8 @@ func (p *kinesisProxy) putRecords(w http.ResponseWriter, r *http.Request, body [
 		StreamARN  string     `json:"StreamARN,omitempty"`
 		Records    []putEntry `json:"Records"`
 	}
-	if err := json.Unmarshal(body, &in); err != nil {
-		p.pass(w, r, body) // the emulator explains what is wrong
-		return
-	}
-	stream := streamName(in.StreamName, in.StreamARN)
-	shards, err := p.shardsOf(r, stream)
-	if err != nil {
-		p.pass(w, r, body)
+	stream, shards, ok := p.writeTarget(w, r, body, &in, func() (string, string) { return in.StreamName, in.StreamARN })
+	if !ok {
 		return
 	}
 	results := make([]putResult, len(in.Records))
@@ -197,14 +208,10 @@ func (p *kinesisProxy) putRecords(w http.ResponseWriter, r *http.Request, body [
 	p.mu.Lock()
 	for i, e := range in.Records {
 		shard := shards.find(e.PartitionKey, e.ExplicitHashKey)
-		l := p.lims(stream, shard, now)
-		size := float64(len(e.Data) + len(e.PartitionKey))
-		if shard != "" && (!l.writeBytes.has(size) || !l.writeRecords.has(1)) {
+		if !p.admitWrite(p.lims(stream, shard, now), shard, float64(len(e.Data)+len(e.PartitionKey))) {
 			results[i] = putResult{ErrorCode: "ProvisionedThroughputExceededException", ErrorMessage: rateExceeded(stream, shard)}
 			continue
 		}
-		l.writeBytes.take(size)
-		l.writeRecords.take(1)
 		pass = append(pass, e)
 		passIdx = append(passIdx, i)
 	}
@@ -250,27 +257,16 @@ func (p *kinesisProxy) putRecord(w http.ResponseWriter, r *http.Request, body []
 		StreamName, StreamARN, PartitionKey, ExplicitHashKey string
 		Data                                                 []byte
 	}
-	if err := json.Unmarshal(body, &in); err != nil {
-		p.pass(w, r, body)
-		return
-	}
-	stream := streamName(in.StreamName, in.StreamARN)
-	shards, err := p.shardsOf(r, stream)
-	if err != nil {
-		p.pass(w, r, body)
+	stream, shards, ok := p.writeTarget(w, r, body, &in, func() (string, string) { return in.StreamName, in.StreamARN })
+	if !ok {
 		return
 	}
 	shard := shards.find(in.PartitionKey, in.ExplicitHashKey)
 	size := float64(len(in.Data) + len(in.PartitionKey))
 	p.mu.Lock()
-	l := p.lims(stream, shard, p.now())
-	ok := shard == "" || (l.writeBytes.has(size) && l.writeRecords.has(1))
-	if ok {
-		l.writeBytes.take(size)
-		l.writeRecords.take(1)
-	}
+	admitted := p.admitWrite(p.lims(stream, shard, p.now()), shard, size)
 	p.mu.Unlock()
-	if !ok {
+	if !admitted {
 		p.stats.add(func(s *Stats) { s.WriteThrottled++ })
 		throttled(w, kinesisJSON, "ProvisionedThroughputExceededException", rateExceeded(stream, shard))
 		return
@@ -365,6 +361,21 @@ func (p *kinesisProxy) getRecords(w http.ResponseWriter, r *http.Request, body [
 		}
 	}
 	reply(w, resp, b)
+}
+
+// admitWrite takes one record of size bytes from the shard's write
+// buckets if both have room, and reports whether they had. A record whose
+// shard is unknown passes. p.mu is held.
+func (p *kinesisProxy) admitWrite(l *shardLims, shard string, size float64) bool {
+	if shard == "" {
+		return true
+	}
+	if !l.writeBytes.has(size) || !l.writeRecords.has(1) {
+		return false
+	}
+	l.writeBytes.take(size)
+	l.writeRecords.take(1)
+	return true
 }
 
 // lims returns the buckets of a shard, refilled to now. p.mu is held.
