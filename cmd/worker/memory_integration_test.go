@@ -52,10 +52,7 @@ func vmHWM(t *testing.T, pid int) float64 {
 // budget. Decoding every shard's whole batch at once peaked at over a
 // gigabyte; the shared budget keeps the peak near the budget.
 func TestBacklogDrainedUnderMemoryBudget(t *testing.T) {
-	n := 200000
-	if s := os.Getenv("BACKLOG_N"); s != "" {
-		n, _ = strconv.Atoi(s)
-	}
+	const n = 200000
 	e := newEnv(t, 8)
 	if err := loadtest.PutBacklog(context.Background(), e.s.Kinesis(), e.enc, e.stream, n); err != nil {
 		t.Fatal(err)
