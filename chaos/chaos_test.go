@@ -569,6 +569,8 @@ func TestChaos(t *testing.T) {
 		defer close(loadDone)
 		load.run(loadCtx, uint64(began.UnixNano()))
 	}()
+	kplDone := make(chan kplResult, 1)
+	go func() { kplDone <- produceKPL(loadCtx, stack.Kinesis(), streamName, load) }()
 	c.runSchedule(ctx, loadStart, c.schedule(ctx, cfg.cycles, cfg.workers))
 	select {
 	case <-time.After(time.Until(loadStart.Add(cfg.duration))):
@@ -576,6 +578,8 @@ func TestChaos(t *testing.T) {
 	}
 	stopLoad()
 	<-loadDone
+	kpl := <-kplDone
+	c.tl.addf("KPL producer: %d aggregates (%d events), %d poison records", kpl.aggregates, kpl.events, kpl.poison)
 	loadTime := time.Since(loadStart)
 	c.tl.addf("load stopped: %s", load.outcomeSummary())
 
@@ -689,7 +693,7 @@ func TestChaos(t *testing.T) {
 		segment: seg.ids.snapshot(), ga4: ga.ids.snapshot(),
 		parkedBefore: parkedBefore, parkedAfter: parkedAfter, replays: replays,
 		c: c, loadTime: loadTime, setup: setup, drain: drainTook, total: time.Since(began),
-		limits: stack.Limits(),
+		limits: stack.Limits(), kpl: kpl,
 	}
 	r.check()
 	t.Logf("timeline:\n%s", c.tl)

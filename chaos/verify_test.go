@@ -43,6 +43,7 @@ type streamContent struct {
 	version map[string]string // messageId -> properties.buildVersion
 	lastSeq map[string]string // shard -> sequence number of its last record
 	bad     []string          // records or events that do not decode
+	poison  int               // KPL aggregates that do not decode
 }
 
 func readStream(ctx context.Context, kc *kinesis.Client, stream string) (*streamContent, error) {
@@ -61,6 +62,10 @@ func readStream(ctx context.Context, kc *kinesis.Client, stream string) (*stream
 				sc.records++
 				sc.lastSeq[shard] = aws.ToString(r.SequenceNumber)
 				evs, err := dec.Decode(r.Data)
+				if errors.Is(err, event.ErrBadAggregate) {
+					sc.poison++ // the KPL producer's, on purpose
+					continue
+				}
 				if err != nil {
 					sc.bad = append(sc.bad, fmt.Sprintf("%s/%s: %v", shard, aws.ToString(r.SequenceNumber), err))
 					continue
