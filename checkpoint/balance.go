@@ -300,6 +300,11 @@ func (c *Checkpointer) setView(v view) {
 func (c *Checkpointer) heldCount() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.heldLocked()
+}
+
+// heldLocked is heldCount with c.mu held.
+func (c *Checkpointer) heldLocked() int {
 	n := 0
 	for _, h := range c.tokens {
 		if !h.lost {
@@ -318,12 +323,7 @@ func (c *Checkpointer) admit(claimedForMe bool) string {
 	if c.closing {
 		return "worker is shutting down"
 	}
-	held := 0
-	for _, h := range c.tokens {
-		if !h.lost {
-			held++
-		}
-	}
+	held := c.heldLocked()
 	if c.cfg.MaxLeases > 0 && held >= c.cfg.MaxLeases {
 		return fmt.Sprintf("worker holds %d leases, its cap", held)
 	}

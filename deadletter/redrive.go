@@ -18,44 +18,53 @@ import (
 // wrong. Permanent letters wait for a person and `worker replay`.
 var TransientReasons = []string{processor.ReasonBreakerOpen, processor.ReasonRetriesExhausted}
 
-// Redrive re-drives one shard's transient letters for sink, in sequence
-// order across both reasons (a range parked as retries-exhausted before
-// a later one parked as breaker-open goes first), each as Replay does:
-// deleted only once the sink made it durable. It stops at the first
-// letter that fails, since the next would fail the same way, and before
-// each letter checks owns: only the worker holding the shard's lease
-// re-drives its letters, so two workers never re-drive the same letter
-// at once.
-func Redrive(ctx context.Context, store *Store, sink processor.Sink, stream, shard string, owns func() bool) (ReplayStats, error) {
-	var stats ReplayStats
-	type keyed struct {
-		key   string
-		first string
-	}
-	var letters []keyed
+// transientLetters lists sink's transient letters of stream by shard,
+// each shard's in sequence order across both reasons (a range parked as
+// retries-exhausted before a later one parked as breaker-open comes
+// first): one List per reason, however many shards.
+func transientLetters(ctx context.Context, store *Store, sink, stream string) (map[string][]string, error) {
+	type keyed struct{ key, first string }
+	byShard := map[string][]keyed{}
 	for _, reason := range TransientReasons {
-		keys, err := store.List(ctx, sink.Name(), reason)
+		keys, err := store.List(ctx, sink, reason)
 		if err != nil {
-			return stats, fmt.Errorf("deadletter: redrive: %w", err)
+			return nil, fmt.Errorf("deadletter: redrive: %w", err)
 		}
 		for _, k := range keys {
-			if id, ok := store.parseKey(k); ok && id.stream == stream && id.shard == shard {
-				letters = append(letters, keyed{k, id.first})
+			if id, ok := store.parseKey(k); ok && id.stream == stream {
+				byShard[id.shard] = append(byShard[id.shard], keyed{k, id.first})
 			}
 		}
 	}
-	slices.SortStableFunc(letters, func(a, b keyed) int { return processor.CompareSeq(a.first, b.first) })
-	for _, l := range letters {
-		if ctx.Err() != nil || !owns() {
-			break
-		}
-		res := replayLetter(ctx, store, sink, l.key)
-		stats.add(res)
-		if res.Err != nil {
-			return stats, fmt.Errorf("deadletter: redrive %s: %w", l.key, res.Err)
+	out := make(map[string][]string, len(byShard))
+	for shard, ls := range byShard {
+		slices.SortStableFunc(ls, func(a, b keyed) int { return processor.CompareSeq(a.first, b.first) })
+		for _, l := range ls {
+			out[shard] = append(out[shard], l.key)
 		}
 	}
-	return stats, nil
+	return out, nil
+}
+
+// redrive re-drives one shard's letters (keys, in order) into sink, each
+// as Replay does: deleted only once the sink made it durable. It stops at
+// the first letter that fails, since the next would fail the same way,
+// and before each letter checks owns: only the worker holding the shard's
+// lease re-drives its letters, so two workers never re-drive the same
+// letter at once. It returns the letters left.
+func redrive(ctx context.Context, store *Store, sink processor.Sink, keys []string, owns func() bool) (ReplayStats, int, error) {
+	var stats ReplayStats
+	for i, key := range keys {
+		if ctx.Err() != nil || !owns() {
+			return stats, len(keys) - i, nil
+		}
+		res := replayLetter(ctx, store, sink, key)
+		stats.add(res)
+		if res.Err != nil {
+			return stats, len(keys) - i, fmt.Errorf("deadletter: redrive %s: %w", key, res.Err)
+		}
+	}
+	return stats, 0, nil
 }
 
 // DefaultRedriveInterval is how often a Redriver looks for letters to
@@ -110,49 +119,43 @@ func (r *Redriver) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 		for _, s := range r.Sinks {
-			if !r.Healthy(s.Name()) {
-				continue
-			}
-			for _, shard := range r.Shards() {
-				stats, err := Redrive(ctx, r.Store, s, r.Stream, shard, func() bool { return r.Owns(shard) })
-				if stats.Events > 0 {
-					log.Info("re-drove parked events", zap.String("sink", s.Name()), zap.String("shard", shard),
-						zap.Int("letters", stats.Letters), zap.Int("events", stats.Events))
-					if r.redriven != nil {
-						r.redriven.WithLabelValues(s.Name()).Add(float64(stats.Events))
-					}
-				}
-				if err != nil && ctx.Err() == nil {
-					log.Warn("re-drive stopped; next pass tries again", zap.String("sink", s.Name()), zap.String("shard", shard), zap.Error(err))
-				}
-			}
-			if r.backlog != nil {
-				n, err := r.pending(ctx, s.Name())
-				if err == nil {
-					r.backlog.WithLabelValues(s.Name()).Set(float64(n))
-				}
+			if err := r.pass(ctx, s, log); err != nil && ctx.Err() == nil {
+				log.Warn("list dead letters for re-drive", zap.String("sink", s.Name()), zap.Error(err))
 			}
 		}
 	}
 }
 
-// pending counts the transient letters of the shards held.
-func (r *Redriver) pending(ctx context.Context, sink string) (int, error) {
-	held := map[string]bool{}
-	for _, s := range r.Shards() {
-		held[s] = true
+// pass re-drives, if s's breaker is closed, the letters of every shard
+// held, and sets the backlog gauge to what is left of them.
+func (r *Redriver) pass(ctx context.Context, s processor.Sink, log *zap.Logger) error {
+	letters, err := transientLetters(ctx, r.Store, s.Name(), r.Stream)
+	if err != nil {
+		return err
 	}
-	n := 0
-	for _, reason := range TransientReasons {
-		keys, err := r.Store.List(ctx, sink, reason)
-		if err != nil {
-			return 0, err
+	healthy := r.Healthy(s.Name())
+	left := 0
+	for _, shard := range r.Shards() {
+		keys := letters[shard]
+		if !healthy || len(keys) == 0 {
+			left += len(keys)
+			continue
 		}
-		for _, k := range keys {
-			if id, ok := r.Store.parseKey(k); ok && id.stream == r.Stream && held[id.shard] {
-				n++
+		stats, n, err := redrive(ctx, r.Store, s, keys, func() bool { return r.Owns(shard) })
+		left += n
+		if stats.Events > 0 {
+			log.Info("re-drove parked events", zap.String("sink", s.Name()), zap.String("shard", shard),
+				zap.Int("letters", stats.Letters), zap.Int("events", stats.Events))
+			if r.redriven != nil {
+				r.redriven.WithLabelValues(s.Name()).Add(float64(stats.Events))
 			}
 		}
+		if err != nil && ctx.Err() == nil {
+			log.Warn("re-drive stopped; next pass tries again", zap.String("sink", s.Name()), zap.String("shard", shard), zap.Error(err))
+		}
 	}
-	return n, nil
+	if r.backlog != nil {
+		r.backlog.WithLabelValues(s.Name()).Set(float64(left))
+	}
+	return nil
 }

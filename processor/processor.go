@@ -259,12 +259,7 @@ func (p *RecordProcessor) close(why string) {
 			ss.w = nil
 		}
 	}
-	var held int64
-	for _, c := range p.charges {
-		held += c.size
-	}
-	p.charges = nil
-	p.f.mem.release(held)
+	p.releaseUpTo(len(p.charges))
 	p.f.unregister(p)
 	p.f.metrics.leases.Dec()
 	p.f.metrics.behind.DeleteLabelValues(p.shard)
@@ -321,10 +316,9 @@ func (p *RecordProcessor) decodeOne(kr types.Record) (r Record, ok bool) {
 		r.Events = append(r.Events, ev)
 	}
 	if len(bad) > 0 {
-		p.f.metrics.decodeFailures.Inc()
 		p.log.Warn("parking undecodable parts of a record", zap.String("seq", seq), zap.Int("parts", len(bad)),
 			zap.Int("decoded", len(r.Events)), zap.String("first_error", bad[0].Error))
-		p.park(Letter{Sink: DecodeSink, Reason: ReasonDecode, Error: bad[0].Error, FirstSeq: seq, LastSeq: seq, Entries: bad})
+		p.parkDecode(seq, bad)
 	}
 	if len(r.Events) == 0 {
 		return Record{}, false
@@ -335,13 +329,14 @@ func (p *RecordProcessor) decodeOne(kr types.Record) (r Record, ok bool) {
 
 // parkUndecodable parks a whole record that did not decode.
 func (p *RecordProcessor) parkUndecodable(seq string, data []byte, err error) {
-	p.f.metrics.decodeFailures.Inc()
 	p.log.Warn("parking undecodable record", zap.String("seq", seq), zap.Error(err))
-	p.park(Letter{
-		Sink: DecodeSink, Reason: ReasonDecode, Error: err.Error(),
-		FirstSeq: seq, LastSeq: seq,
-		Entries: []LetterEntry{{SequenceNumber: seq, Data: data, Error: err.Error()}},
-	})
+	p.parkDecode(seq, []LetterEntry{{SequenceNumber: seq, Data: data, Error: err.Error()}})
+}
+
+// parkDecode parks what of record seq did not decode, under DecodeSink.
+func (p *RecordProcessor) parkDecode(seq string, entries []LetterEntry) {
+	p.f.metrics.decodeFailures.Inc()
+	p.park(Letter{Sink: DecodeSink, Reason: ReasonDecode, Error: entries[0].Error, FirstSeq: seq, LastSeq: seq, Entries: entries})
 }
 
 // charge takes r's memory from the shared budget before r joins chunk.
@@ -352,21 +347,15 @@ func (p *RecordProcessor) parkUndecodable(seq string, data []byte, err error) {
 func (p *RecordProcessor) charge(r Record, chunk *[]Record) bool {
 	b := p.f.mem
 	size := b.clamp(recordCost(r))
-	if p.chunkSize+size > b.chunk() && len(*chunk) > 0 {
+	if p.chunkSize+size > b.chunk() {
 		// Sinks get the batch in slices of a bounded size, so that what
 		// they build per call (request bodies, buffers) stays bounded too.
-		p.fanOut(*chunk, false)
-		*chunk = nil
-		p.releaseDurable()
-		p.chunkSize = 0
+		p.deliverChunk(chunk)
 	}
 	ok := b.tryAcquire(size)
 	if !ok && len(*chunk) > 0 {
-		p.fanOut(*chunk, false)
-		*chunk = nil
-		p.releaseDurable()
+		p.deliverChunk(chunk)
 		ok = b.tryAcquire(size)
-		p.chunkSize = 0
 	}
 	if !ok {
 		if len(p.charges) > 0 {
@@ -382,6 +371,18 @@ func (p *RecordProcessor) charge(r Record, chunk *[]Record) bool {
 	return true
 }
 
+// deliverChunk fans the chunk out and gives back what the sinks made
+// durable of it.
+func (p *RecordProcessor) deliverChunk(chunk *[]Record) {
+	if len(*chunk) == 0 {
+		return
+	}
+	p.fanOut(*chunk, false)
+	*chunk = nil
+	p.chunkSize = 0
+	p.releaseDurable()
+}
+
 // releaseDurable gives back the budget of records every sink has made
 // durable: no sink holds them any more.
 func (p *RecordProcessor) releaseDurable() {
@@ -389,10 +390,18 @@ func (p *RecordProcessor) releaseDurable() {
 	for _, ss := range p.sinks {
 		low = MinSeq(low, ss.done)
 	}
-	n, size := 0, int64(0)
+	n := 0
 	for n < len(p.charges) && CompareSeq(p.charges[n].seq, low) <= 0 {
-		size += p.charges[n].size
 		n++
+	}
+	p.releaseUpTo(n)
+}
+
+// releaseUpTo gives back the budget of the first n charges.
+func (p *RecordProcessor) releaseUpTo(n int) {
+	var size int64
+	for _, c := range p.charges[:n] {
+		size += c.size
 	}
 	p.charges = p.charges[n:]
 	p.f.mem.release(size)

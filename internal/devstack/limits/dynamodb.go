@@ -12,11 +12,7 @@ import (
 
 // dynamoProxy enforces the per-item write limit in front of dynalite.
 type dynamoProxy struct {
-	upstream string
-	cfg      Config
-	client   *http.Client
-	now      func() time.Time
-	stats    *counter
+	upstream
 
 	mu      sync.Mutex
 	keys    map[string]*bucket  // by table + item key
@@ -26,8 +22,8 @@ type dynamoProxy struct {
 
 func newDynamoProxy(upstream string, cfg Config, stats *counter) *dynamoProxy {
 	return &dynamoProxy{
-		upstream: strings.TrimRight(upstream, "/"), cfg: cfg, client: upstreamClient(), now: time.Now, stats: stats,
-		keys: map[string]*bucket{}, schemas: map[string][]string{},
+		upstream: newUpstream(upstream, cfg, stats),
+		keys:     map[string]*bucket{}, schemas: map[string][]string{},
 	}
 }
 
@@ -74,7 +70,7 @@ func (p *dynamoProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		in["ReturnConsumedCapacity"] = json.RawMessage(`"TOTAL"`)
 		body, _ = json.Marshal(in)
 	}
-	resp, out, err := forward(p.client, p.upstream, r, "", body)
+	resp, out, err := p.forward(r, "", body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
@@ -97,15 +93,6 @@ func (p *dynamoProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Unlock()
 	p.stats.add(func(s *Stats) { s.DynamoDBWrites++ })
 	reply(w, resp, out)
-}
-
-func (p *dynamoProxy) pass(w http.ResponseWriter, r *http.Request, body []byte) {
-	resp, b, err := forward(p.client, p.upstream, r, "", body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	reply(w, resp, b)
 }
 
 // itemKey returns a canonical form of the item key a write names.
@@ -155,7 +142,7 @@ func (p *dynamoProxy) keySchema(r *http.Request, table string) ([]string, bool) 
 		return names, true
 	}
 	body, _ := json.Marshal(map[string]string{"TableName": table})
-	resp, b, err := forward(p.client, p.upstream, r, "DynamoDB_20120810.DescribeTable", body)
+	resp, b, err := p.forward(r, "DynamoDB_20120810.DescribeTable", body)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		return nil, false
 	}

@@ -1,13 +1,11 @@
 package limits
 
 import (
-	"bytes"
 	"crypto/md5"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"math/big"
 	"net/http"
 	"strconv"
@@ -18,11 +16,7 @@ import (
 
 // kinesisProxy enforces the per-shard limits in front of kinesalite.
 type kinesisProxy struct {
-	upstream string
-	cfg      Config
-	client   *http.Client
-	now      func() time.Time
-	stats    *counter
+	upstream
 
 	mu      sync.Mutex
 	streams map[string]*shardMap  // by stream name
@@ -52,8 +46,8 @@ type shardRange struct {
 
 func newKinesisProxy(upstream string, cfg Config, stats *counter) *kinesisProxy {
 	return &kinesisProxy{
-		upstream: strings.TrimRight(upstream, "/"), cfg: cfg, client: upstreamClient(), now: time.Now, stats: stats,
-		streams: map[string]*shardMap{}, shards: map[string]*shardLims{}, iters: map[string]iterShard{},
+		upstream: newUpstream(upstream, cfg, stats),
+		streams:  map[string]*shardMap{}, shards: map[string]*shardLims{}, iters: map[string]iterShard{},
 	}
 }
 
@@ -77,56 +71,6 @@ func (p *kinesisProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		p.pass(w, r, body)
 	}
-}
-
-// forward sends body to the emulator with r's headers and returns the
-// answer, read whole.
-func (p *kinesisProxy) forward(r *http.Request, target string, body []byte) (*http.Response, []byte, error) {
-	return forward(p.client, p.upstream, r, target, body)
-}
-
-// call forwards body, or answers 502 and reports false when the emulator
-// cannot be reached.
-func (p *kinesisProxy) call(w http.ResponseWriter, r *http.Request, body []byte) (*http.Response, []byte, bool) {
-	resp, b, err := p.forward(r, "", body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return nil, nil, false
-	}
-	return resp, b, true
-}
-
-func forward(c *http.Client, upstream string, r *http.Request, target string, body []byte) (*http.Response, []byte, error) {
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, upstream+r.URL.RequestURI(), bytes.NewReader(body))
-	if err != nil {
-		return nil, nil, err
-	}
-	for k, vs := range r.Header {
-		if k == "Content-Length" {
-			continue
-		}
-		req.Header[k] = vs
-	}
-	if target != "" {
-		req.Header.Set("X-Amz-Target", target)
-	}
-	// The emulators do not check signatures: a body changed here still
-	// passes.
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp, b, err
-}
-
-func (p *kinesisProxy) pass(w http.ResponseWriter, r *http.Request, body []byte) {
-	resp, b, ok := p.call(w, r, body)
-	if !ok {
-		return
-	}
-	reply(w, resp, b)
 }
 
 func reply(w http.ResponseWriter, resp *http.Response, b []byte) {

@@ -128,12 +128,8 @@ func TestPutRecordsThrottledPerEntry(t *testing.T) {
 func countRecords(t *testing.T, kc *kinesis.Client, stream string) int {
 	t.Helper()
 	ctx := context.Background()
-	it, err := kc.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String(stream), ShardId: aws.String("shardId-000000000000"), ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
-	if err != nil {
-		t.Fatal(err)
-	}
+	iter := firstIterator(t, kc, stream)
 	n := 0
-	iter := it.ShardIterator
 	for empty := 0; empty < 2; {
 		out, err := kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
 		var pte *types.ProvisionedThroughputExceededException
@@ -194,11 +190,7 @@ func TestGetRecordsLimits(t *testing.T) {
 	r := newRig(t, limits.AWS())
 	stream := r.stream(t, 1)
 	ctx := context.Background()
-	it, err := r.kc.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String(stream), ShardId: aws.String("shardId-000000000000"), ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
-	if err != nil {
-		t.Fatal(err)
-	}
-	iter := it.ShardIterator
+	iter := firstIterator(t, r.kc, stream)
 	okCalls, throttled := 0, 0
 	for i := 0; i < 10; i++ {
 		out, err := r.kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
@@ -226,11 +218,8 @@ func TestGetRecordsLimits(t *testing.T) {
 	if _, err := r.kc.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: entries(3, 300<<10, byIndex)}); err != nil {
 		t.Fatal(err)
 	}
-	it, err = r.kc.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String(stream), ShardId: aws.String("shardId-000000000000"), ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := r.kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator})
+	iter = firstIterator(t, r.kc, stream)
+	out, err := r.kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
 	if err != nil || len(out.Records) != 3 {
 		t.Fatalf("first read: %v, %d records", err, len(out.Records))
 	}
@@ -294,4 +283,16 @@ func TestDynamoDBHotKeyThrottled(t *testing.T) {
 	if n := out.Item["n"].(*ddbtypes.AttributeValueMemberN).Value; n != fmt.Sprint(okN) {
 		t.Errorf("item counts %s, %d writes passed: a throttled write must change nothing", n, okN)
 	}
+}
+
+// firstIterator returns a TRIM_HORIZON iterator of the stream's first
+// shard.
+func firstIterator(t *testing.T, kc *kinesis.Client, stream string) *string {
+	t.Helper()
+	it, err := kc.GetShardIterator(context.Background(), &kinesis.GetShardIteratorInput{StreamName: aws.String(stream),
+		ShardId: aws.String("shardId-000000000000"), ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return it.ShardIterator
 }
