@@ -117,12 +117,14 @@ func (f queryFunc) Query(_ context.Context, in *dynamodb.QueryInput, _ ...func(*
 }
 
 func TestAdoptionPages(t *testing.T) {
-	item := func(day string, n string, vals ...string) map[string]types.AttributeValue {
+	// Each shard has its own item of a day: the report sums them, across
+	// pages too.
+	item := func(day, shard, n string, vals ...string) map[string]types.AttributeValue {
 		it := map[string]types.AttributeValue{
-			"pk":                      &types.AttributeValueMemberS{Value: "buildVersion"},
-			"sk":                      &types.AttributeValueMemberS{Value: "day#" + day},
-			"n":                       &types.AttributeValueMemberN{Value: n},
-			"wm#shardId-000000000000": &types.AttributeValueMemberS{Value: "0042"},
+			"pk": &types.AttributeValueMemberS{Value: "buildVersion"},
+			"sk": &types.AttributeValueMemberS{Value: "day#" + day + "#" + shard},
+			"n":  &types.AttributeValueMemberN{Value: n},
+			"wm": &types.AttributeValueMemberS{Value: "0042"},
 		}
 		for i := 0; i < len(vals); i += 2 {
 			it["v#"+vals[i]] = &types.AttributeValueMemberN{Value: vals[i+1]}
@@ -132,19 +134,23 @@ func TestAdoptionPages(t *testing.T) {
 	calls := 0
 	db := queryFunc(func(in *dynamodb.QueryInput) (*dynamodb.QueryOutput, error) {
 		calls++
-		if got := in.ExpressionAttributeValues[":hi"].(*types.AttributeValueMemberS).Value; got != "day#2026-11-27" {
-			t.Errorf("query up to %q, want day#2026-11-27", got)
+		if got := in.ExpressionAttributeValues[":hi"].(*types.AttributeValueMemberS).Value; got != "day#2026-11-27#\U0010FFFF" {
+			t.Errorf("query up to %q, want every shard's item of 2026-11-27", got)
 		}
 		if calls == 1 {
 			return &dynamodb.QueryOutput{
-				Items:            []map[string]types.AttributeValue{item("2026-11-26", "4", "1.0.0", "4")},
+				Items:            []map[string]types.AttributeValue{item("2026-11-26", "shardId-000000000000", "3", "1.0.0", "3")},
 				LastEvaluatedKey: map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "x"}},
 			}, nil
 		}
 		if in.ExclusiveStartKey == nil {
 			t.Error("second page asked without ExclusiveStartKey")
 		}
-		return &dynamodb.QueryOutput{Items: []map[string]types.AttributeValue{item("2026-11-27", "6", "1.0.0", "2", "1.1.0", "4")}}, nil
+		return &dynamodb.QueryOutput{Items: []map[string]types.AttributeValue{
+			item("2026-11-26", "shardId-000000000001", "1", "1.0.0", "1"),
+			item("2026-11-27", "shardId-000000000000", "2", "1.0.0", "1", "1.1.0", "1"),
+			item("2026-11-27", "shardId-000000000001", "4", "1.0.0", "1", "1.1.0", "3"),
+		}}, nil
 	})
 	r, err := Adoption(context.Background(), db, "t", "", 2, now)
 	if err != nil {

@@ -175,7 +175,8 @@ func replayLetter(ctx context.Context, store *Store, sink processor.Sink, key st
 		// run again rebuilds everything from the letter anyway; the saver
 		// is there for writers that save state before acting (the S3
 		// sink) and would fail without one.
-		Saver: discardState{},
+		Saver:  discardState{},
+		Letter: &processor.LetterID{Shard: l.Shard, Reason: l.Reason, FirstSeq: l.FirstSeq, LastSeq: l.LastSeq},
 	})
 	if err != nil {
 		res.Err = fmt.Errorf("open writer: %w", err)

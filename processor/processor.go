@@ -65,6 +65,20 @@ type shardSink struct {
 	// outstanding are records given to the writer and not yet durable, in
 	// order: what is parked if the sink fails for good.
 	outstanding []Record
+	// notes are the parked ranges a ParkNoter sink has not recorded yet,
+	// in order, and noteFloor the watermark before the first of them:
+	// what the lease row may hold for the sink until they are recorded.
+	notes     []ParkNote
+	noteFloor string
+}
+
+// saveable is the watermark the lease row may hold for the sink: done,
+// or below the first parked range the sink has not been told of.
+func (ss *shardSink) saveable() string {
+	if len(ss.notes) > 0 {
+		return ss.noteFloor
+	}
+	return ss.done
 }
 
 var _ kcl.IRecordProcessor = (*RecordProcessor)(nil)
@@ -180,8 +194,8 @@ func (p *RecordProcessor) Shutdown(in *kcl.ShutdownInput) {
 		return
 	}
 	for _, ss := range p.sinks {
-		if len(ss.outstanding) > 0 {
-			p.log.Error("shard end with undelivered records; not checkpointing SHARD_END", zap.String("sink", ss.rt.name))
+		if len(ss.outstanding) > 0 || len(ss.notes) > 0 {
+			p.log.Error("shard end with undelivered records or unrecorded parked ranges; not checkpointing SHARD_END", zap.String("sink", ss.rt.name))
 			return
 		}
 	}
@@ -448,6 +462,16 @@ func (p *RecordProcessor) deliver(ss *shardSink, recs []Record, flush bool) {
 	}
 	recs = recs[i:]
 
+	if len(ss.notes) > 0 {
+		if err := p.recordNotes(ss); err != nil {
+			// Nothing newer may reach the sink before the notes: it would
+			// move the destination's progress past the parked ranges.
+			if len(recs) > 0 || len(ss.outstanding) > 0 {
+				p.parkSink(ss, recs, reasonOf(err), err)
+			}
+			return
+		}
+	}
 	if ss.rt.breaker.open() && (len(recs) > 0 || len(ss.outstanding) > 0) {
 		p.parkSink(ss, recs, ReasonBreakerOpen, errBreakerOpen)
 		return
@@ -466,6 +490,24 @@ func (p *RecordProcessor) deliver(ss *shardSink, recs []Record, flush bool) {
 		}
 	}
 	p.settle(ss)
+}
+
+// recordNotes records the sink's pending park notes in order, through
+// its breaker and retries, and drops each once recorded.
+func (p *RecordProcessor) recordNotes(ss *shardSink) error {
+	for len(ss.notes) > 0 {
+		if ss.rt.breaker.open() {
+			return errBreakerOpen
+		}
+		note := ss.notes[0]
+		if err := p.call(ss, func(ctx context.Context, _ Writer) error { return note.Record(ctx) }); err != nil {
+			return err
+		}
+		ss.notes[0] = nil
+		ss.notes = ss.notes[1:]
+	}
+	ss.notes = nil
+	return nil
 }
 
 // tick writes an empty batch: it lets a buffering sink flush by age while
@@ -602,6 +644,12 @@ func (p *RecordProcessor) parkSink(ss *shardSink, recs []Record, reason string, 
 		if !p.park(l) {
 			return
 		}
+		if noter, ok := ss.rt.sink.(ParkNoter); ok {
+			if len(ss.notes) == 0 {
+				ss.noteFloor = ss.done
+			}
+			ss.notes = append(ss.notes, noter.ParkNote(p.shard, LetterID{Shard: p.shard, Reason: reason, FirstSeq: l.FirstSeq, LastSeq: l.LastSeq}, all))
+		}
 		p.f.metrics.parked.WithLabelValues(ss.rt.name, reason).Add(float64(len(l.Entries)))
 		p.log.Warn("parked records", zap.String("sink", ss.rt.name), zap.String("reason", reason),
 			zap.Int("events", len(l.Entries)), zap.String("first_seq", l.FirstSeq), zap.String("last_seq", l.LastSeq), zap.Error(cause))
@@ -675,12 +723,13 @@ func (p *RecordProcessor) checkpoint(force bool) bool {
 	prog := Progress{Sinks: make(map[string]SinkProgress, len(p.sinks))}
 	changed := false
 	for i, ss := range p.sinks {
+		wm := ss.saveable()
 		if i == 0 {
-			prog.Checkpoint = ss.done
+			prog.Checkpoint = wm
 		} else {
-			prog.Checkpoint = MinSeq(prog.Checkpoint, ss.done)
+			prog.Checkpoint = MinSeq(prog.Checkpoint, wm)
 		}
-		sp := SinkProgress{Watermark: ss.done}
+		sp := SinkProgress{Watermark: wm}
 		if saver, ok := ss.w.(StateSaver); ok {
 			sp.State = saver.PendingState()
 		}

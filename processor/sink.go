@@ -43,6 +43,11 @@ type Shard struct {
 	// Saver persists new state for this shard and sink, fenced by the
 	// lease. Writers that keep no state ignore it.
 	Saver StateWriter
+	// Letter is set when the writer re-drives one dead letter rather than
+	// a live shard: ID is then a replay shard of its own, and Letter names
+	// the live shard and the range. Sinks that keep their own progress
+	// (see ParkNoter) use it to count the letter once; others ignore it.
+	Letter *LetterID
 }
 
 // Sink is one destination. A Sink serves every shard of the worker; state

@@ -188,17 +188,7 @@ func runWorker(args []string, getenv func(string) string) error {
 	redriveCtx, stopRedrive := context.WithCancel(ctx)
 	defer stopRedrive()
 	if cfg.RedriveInterval > 0 {
-		// Not the counters: a batch parked after DynamoDB applied it (its
-		// answer lost to a timeout) is counted again when re-driven,
-		// because a replay keeps its own watermark. Their letters wait for
-		// `worker replay` until counts are exact under replay.
-		var redriven []processor.Sink
-		for _, s := range sinks {
-			if _, counters := s.(*ddbsink.Sink); !counters {
-				redriven = append(redriven, s)
-			}
-		}
-		rd := &deadletter.Redriver{Store: dlq, Sinks: redriven, Stream: cfg.Stream, Healthy: factory.SinkHealthy,
+		rd := &deadletter.Redriver{Store: dlq, Sinks: sinks, Stream: cfg.Stream, Healthy: factory.SinkHealthy,
 			Shards: factory.Shards, Owns: cp.Holds, Interval: cfg.RedriveInterval, Log: log.Named("redrive")}
 		if err := rd.Register(reg); err != nil {
 			return err

@@ -83,7 +83,25 @@ func (m *memDB) GetItem(_ context.Context, in *dynamodb.GetItemInput, _ ...func(
 	return &dynamodb.GetItemOutput{Item: maps.Clone(t[keyOf(in.Key)])}, nil
 }
 
-// UpdateItem supports "SET a = :x ADD b :y, c :z, ..." and conditions
+// splitClauses splits an update expression at its SET, ADD and REMOVE
+// keywords.
+func splitClauses(expr string) []string {
+	var out []string
+	f := strings.Fields(expr)
+	for _, w := range f {
+		if w == "SET" || w == "ADD" || w == "REMOVE" {
+			out = append(out, w)
+			continue
+		}
+		if len(out) == 0 {
+			panic("memDB: update " + expr)
+		}
+		out[len(out)-1] += " " + w
+	}
+	return out
+}
+
+// UpdateItem supports "SET a = :x, … ADD b :y, … REMOVE c, …" and conditions
 // made of "attribute_not_exists(a)", "a < :x" and "a = :x" joined by OR.
 func (m *memDB) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
 	m.mu.Lock()
@@ -140,24 +158,27 @@ func (m *memDB) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, _ ..
 		item = maps.Clone(in.Key)
 	}
 	expr := aws.ToString(in.UpdateExpression)
-	set, add, _ := strings.Cut(strings.TrimPrefix(expr, "SET "), " ADD ")
-	if f := strings.Fields(set); len(f) != 3 || f[1] != "=" {
-		panic("memDB: update " + expr)
-	} else {
-		item[name(f[0])] = value(f[2])
-	}
-	for a := range strings.SplitSeq(add, ", ") {
-		f := strings.Fields(a)
-		if len(f) != 2 {
-			panic("memDB: update " + expr)
+	for _, clause := range splitClauses(expr) {
+		verb, body, _ := strings.Cut(clause, " ")
+		for a := range strings.SplitSeq(body, ", ") {
+			f := strings.Fields(a)
+			switch {
+			case verb == "SET" && len(f) == 3 && f[1] == "=":
+				item[name(f[0])] = value(f[2])
+			case verb == "REMOVE" && len(f) == 1:
+				delete(item, name(f[0]))
+			case verb == "ADD" && len(f) == 2:
+				attr := name(f[0])
+				inc, _ := strconv.ParseInt(value(f[1]).(*types.AttributeValueMemberN).Value, 10, 64)
+				var cur int64
+				if n, ok := item[attr].(*types.AttributeValueMemberN); ok {
+					cur, _ = strconv.ParseInt(n.Value, 10, 64)
+				}
+				item[attr] = &types.AttributeValueMemberN{Value: strconv.FormatInt(cur+inc, 10)}
+			default:
+				panic("memDB: update " + expr)
+			}
 		}
-		attr := name(f[0])
-		inc, _ := strconv.ParseInt(value(f[1]).(*types.AttributeValueMemberN).Value, 10, 64)
-		var cur int64
-		if n, ok := item[attr].(*types.AttributeValueMemberN); ok {
-			cur, _ = strconv.ParseInt(n.Value, 10, 64)
-		}
-		item[attr] = &types.AttributeValueMemberN{Value: strconv.FormatInt(cur+inc, 10)}
 	}
 	t[k] = item
 	return &dynamodb.UpdateItemOutput{}, nil

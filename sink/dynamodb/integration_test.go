@@ -32,12 +32,26 @@ func TestPartialReplay(t *testing.T)     { testPartialReplay(t, dynaliteEnv) }
 func TestHandover(t *testing.T)          { testHandover(t, dynaliteEnv) }
 func TestTwoShards(t *testing.T)         { testTwoShards(t, dynaliteEnv) }
 func TestConcurrentWriters(t *testing.T) { testConcurrentWriters(t, dynaliteEnv) }
+func TestReplayOrder(t *testing.T)       { testReplayOrder(t, dynaliteEnv) }
+func TestCrashBeforeNote(t *testing.T)   { testCrashBeforeNote(t, dynaliteEnv) }
+func TestPartialThenParked(t *testing.T) { testPartialThenParked(t, dynaliteEnv) }
+func TestOverlappingLetter(t *testing.T) { testOverlappingLetter(t, dynaliteEnv) }
+func TestWindows(t *testing.T)           { testWindows(t, dynaliteEnv) }
 
-func TestWritesPer1000(t *testing.T) {
-	got := writesPer1000(t, dynaliteEnv(t))
-	t.Logf("%.1f DynamoDB writes per 1,000 Netlify-shaped events in batches of 500", got)
-	if got > 50 {
-		t.Errorf("got %.1f writes per 1,000 events, want at most 50", got)
+// TestWriteUnitsPer1000: the write units dynalite reports (by item size,
+// as DynamoDB bills) stay at most 10 per 1,000 corpus events from 8
+// shards, and a window costs the same however many shards there are.
+func TestWriteUnitsPer1000(t *testing.T) {
+	writes, units := cost(t, dynaliteEnv(t), 8, DefaultFlushEvents, DefaultFlushEvents)
+	t.Logf("8 shards: %.1f writes and %.1f write units per 1,000 events", writes, units)
+	if units == 0 || units > 10 {
+		t.Errorf("got %.1f write units per 1,000 events, want (0, 10]", units)
+	}
+	_, u4 := cost(t, dynaliteEnv(t), 4, 2000, 2000)
+	_, u16 := cost(t, dynaliteEnv(t), 16, 2000, 2000)
+	t.Logf("windows of 2,000 events: %.2f write units per 1,000 events from 4 shards, %.2f from 16", u4, u16)
+	if u16 > u4*1.1 {
+		t.Errorf("16 shards cost %.2f units per 1,000 events against %.2f for 4: it grows with the shards", u16, u4)
 	}
 }
 

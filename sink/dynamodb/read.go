@@ -39,7 +39,7 @@ func ReadCounts(ctx context.Context, db QueryAPI, table, dimension, from, to str
 	if table == "" || dimension == "" {
 		return nil, errors.New("dynamodb: read counts: table and dimension are required")
 	}
-	lo, hi := dayKey(from), dayKey(to)
+	lo, hi := dayKey(from), dayKey(to)+shardSep+"\U0010FFFF" // every shard's item of the last day
 	if to == "" {
 		hi = dayPrefix + "\U0010FFFF" // after every day
 	}
@@ -68,6 +68,15 @@ func ReadCounts(ctx context.Context, db QueryAPI, table, dimension, from, to str
 			if err != nil {
 				return nil, fmt.Errorf("dynamodb: read counts of %s in %s: %w", dimension, table, err)
 			}
+			// Each shard has its own item of a day, and the sort keys put
+			// a day's items together: sum them.
+			if n := len(out); n > 0 && out[n-1].Day == dc.Day {
+				out[n-1].Events += dc.Events
+				for v, c := range dc.Values {
+					out[n-1].Values[v] += c
+				}
+				continue
+			}
 			out = append(out, dc)
 		}
 	}
@@ -80,11 +89,11 @@ func parseDay(it map[string]types.AttributeValue) (DayCounts, error) {
 	if sk == nil || !strings.HasPrefix(sk.Value, dayPrefix) {
 		return DayCounts{}, fmt.Errorf("item without a day key: %v", it[attrSK])
 	}
-	dc := DayCounts{Day: strings.TrimPrefix(sk.Value, dayPrefix), Values: map[string]int64{}}
+	dc := DayCounts{Day: dayOfKey(sk.Value), Values: map[string]int64{}}
 	for name, av := range it {
 		value, isValue := strings.CutPrefix(name, valuePrefix)
 		if name != attrEvents && !isValue {
-			continue // keys and watermarks
+			continue // keys, watermark and holes
 		}
 		n, ok := av.(*types.AttributeValueMemberN)
 		if !ok {

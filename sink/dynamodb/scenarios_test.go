@@ -202,7 +202,9 @@ func writeBatches(ctx context.Context, w processor.Writer, recs []processor.Reco
 
 func newSink(t testing.TB, api API, table string, par int) *Sink {
 	t.Helper()
-	s, err := New(api, Config{Table: table, Parallelism: par}, nil)
+	// One window per Write, so that Durable follows every batch; the
+	// windows of the default configuration have tests of their own.
+	s, err := New(api, Config{Table: table, Parallelism: par, FlushEvents: 1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,17 +374,216 @@ func testConcurrentWriters(t *testing.T, newEnv func(*testing.T) env) {
 	checkCounts(t, e, expected(tracks))
 }
 
-// writesPer1000 counts corpus events through a sink in batches of 500
-// events (50 records of 10, as the gateway packs them under load) and
-// returns the UpdateItem calls per 1,000 events.
-func writesPer1000(t *testing.T, e env) float64 {
+// cost counts perShard corpus events from each of shards shards through
+// a sink with windows of flushEvents, each shard getting batches of 500
+// events (50 records of 10, as the gateway packs them under load), and
+// returns the UpdateItem calls and the write units per 1,000 events.
+func cost(t *testing.T, e env, shards, perShard, flushEvents int) (writes, units float64) {
 	ctx := context.Background()
-	evs, tracks := corpusEvents(t, 20000, 7)
-	s := newSink(t, e.api, e.table, 0)
-	if err := writeBatches(ctx, open(t, s, shard0), recordsOf(evs, 10), 50); err != nil {
+	evs, tracks := corpusEvents(t, shards*perShard, 7)
+	s, err := New(e.api, Config{Table: e.table, FlushEvents: flushEvents}, nil)
+	if err != nil {
 		t.Fatal(err)
+	}
+	per := perShard
+	for i := range shards {
+		w, err := s.Open(ctx, processor.Shard{Stream: "s", ID: fmt.Sprintf("shardId-%012d", i), Worker: "w"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs := recordsOf(evs[i*per:(i+1)*per], 10)
+		for j := 0; j < len(recs); j += 50 {
+			if err := w.Write(ctx, recs[j:min(j+50, len(recs))]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if d := w.Durable(); d != recs[len(recs)-1].SequenceNumber {
+			t.Fatalf("shard %d durable %q after its flush", i, d)
+		}
 	}
 	checkCounts(t, e, expected(tracks))
 	st := s.Stats()
-	return float64(st.Updates) * 1000 / float64(st.Events)
+	return float64(st.Updates) * 1000 / float64(st.Events), st.WriteUnits * 1000 / float64(st.Events)
+}
+
+// replayInto re-drives recs as the letter id, as `worker replay` and the
+// automatic re-drive do: a writer of the letter, one Write, a Flush.
+func replayInto(t *testing.T, s *Sink, id processor.LetterID, recs []processor.Record) {
+	t.Helper()
+	ctx := context.Background()
+	w, err := s.Open(ctx, processor.Shard{Stream: "s", ID: "replay-" + id.Shard, Worker: "replay", Letter: &id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Write(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	if d := w.Durable(); d != "" {
+		t.Fatalf("replay writer durable %q before its flush", d)
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d, want := w.Durable(), recs[len(recs)-1].SequenceNumber; d != want {
+		t.Fatalf("replay writer durable %q, want %s", d, want)
+	}
+}
+
+// park does what the processor does when it parks recs for the sink:
+// the letter's identity, and the note recorded.
+func park(t *testing.T, s *Sink, reason string, recs []processor.Record) processor.LetterID {
+	t.Helper()
+	id := processor.LetterID{Shard: shard0, Reason: reason, FirstSeq: recs[0].SequenceNumber, LastSeq: recs[len(recs)-1].SequenceNumber}
+	if err := s.ParkNote(shard0, id, recs).Record(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// testReplayOrder: two ranges parked between counted ones, their letters
+// replayed later one first, then both again: each counts once. (With a
+// replay watermark of its own, the earlier letter replayed after the
+// later one was skipped.)
+func testReplayOrder(t *testing.T, newEnv func(*testing.T) env) {
+	ctx := context.Background()
+	e := newEnv(t)
+	evs, tracks := corpusEvents(t, 3000, 8)
+	recs := toRecords(evs) // 1000 records
+	s := newSink(t, e.api, e.table, 0)
+	w := open(t, s, shard0)
+	if err := writeBatches(ctx, w, recs[:300], 50); err != nil {
+		t.Fatal(err)
+	}
+	b := park(t, s, processor.ReasonBreakerOpen, recs[300:400])
+	c := park(t, s, processor.ReasonRetriesExhausted, recs[400:500])
+	w.Close()
+	w = open(t, s, shard0) // the processor opens a fresh writer after parking
+	if err := writeBatches(ctx, w, recs[500:], 70); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Holes == 0 {
+		t.Fatalf("stats %+v: parking recorded no holes", st)
+	}
+	replayInto(t, s, c, recs[400:500])
+	replayInto(t, s, b, recs[300:400])
+	checkCounts(t, e, expected(tracks))
+	replayInto(t, s, c, recs[400:500])
+	replayInto(t, s, b, recs[300:400])
+	checkCounts(t, e, expected(tracks))
+	// A new lease replaying the shard from the start adds nothing either.
+	if err := writeBatches(ctx, open(t, s, shard0), recs, 90); err != nil {
+		t.Fatal(err)
+	}
+	checkCounts(t, e, expected(tracks))
+}
+
+// testCrashBeforeNote: a range is parked, and the worker dies before the
+// sink learned of it (its note unrecorded, its watermark in the lease row
+// below the range). The next lease delivers the range live; the letter's
+// replay must then add nothing.
+func testCrashBeforeNote(t *testing.T, newEnv func(*testing.T) env) {
+	ctx := context.Background()
+	e := newEnv(t)
+	evs, tracks := corpusEvents(t, 2000, 9)
+	recs := toRecords(evs)
+	s := newSink(t, e.api, e.table, 0)
+	if err := writeBatches(ctx, open(t, s, shard0), recs[:200], 50); err != nil {
+		t.Fatal(err)
+	}
+	id := processor.LetterID{Shard: shard0, Reason: processor.ReasonBreakerOpen, FirstSeq: recs[200].SequenceNumber, LastSeq: recs[299].SequenceNumber}
+	_ = s.ParkNote(shard0, id, recs[200:300]) // never recorded: the crash
+	if err := writeBatches(ctx, open(t, s, shard0), recs[150:], 60); err != nil {
+		t.Fatal(err)
+	}
+	replayInto(t, s, id, recs[200:300])
+	checkCounts(t, e, expected(tracks))
+}
+
+// testPartialThenParked: a window fails after some of its items were
+// updated, and is parked whole; the note and the letter's replay count
+// in each item only what it had not counted. (A replay of its own once
+// counted the updated items' share twice.)
+func testPartialThenParked(t *testing.T, newEnv func(*testing.T) env) {
+	ctx := context.Background()
+	e := newEnv(t)
+	evs, tracks := corpusEvents(t, 2000, 10)
+	recs := toRecords(evs)
+	s := newSink(t, e.api, e.table, 0)
+	if err := writeBatches(ctx, open(t, s, shard0), recs[:200], 50); err != nil {
+		t.Fatal(err)
+	}
+	// The window of records 200..349 gets 5 item updates through, then
+	// DynamoDB fails (one response lost after it applied).
+	flaky := newSink(t, newFlaky(e.api, 5, true), e.table, 1)
+	if err := open(t, flaky, shard0).Write(ctx, recs[200:350]); !errors.Is(err, errInjected) {
+		t.Fatalf("got %v, want the injected failure", err)
+	}
+	id := park(t, s, processor.ReasonRetriesExhausted, recs[200:350])
+	if err := writeBatches(ctx, open(t, s, shard0), recs[350:], 80); err != nil {
+		t.Fatal(err)
+	}
+	replayInto(t, s, id, recs[200:350])
+	checkCounts(t, e, expected(tracks))
+}
+
+// testOverlappingLetter: a zombie (the previous lease holder) parks a
+// range whose first part the new holder has counted already: the hole
+// starts at the item's watermark, and the replay counts only the rest.
+func testOverlappingLetter(t *testing.T, newEnv func(*testing.T) env) {
+	ctx := context.Background()
+	e := newEnv(t)
+	evs, tracks := corpusEvents(t, 2000, 12)
+	recs := toRecords(evs)
+	s := newSink(t, e.api, e.table, 0)
+	if err := writeBatches(ctx, open(t, s, shard0), recs[:260], 50); err != nil {
+		t.Fatal(err)
+	}
+	id := park(t, s, processor.ReasonBreakerOpen, recs[200:350])
+	if err := writeBatches(ctx, open(t, s, shard0), recs[350:], 80); err != nil {
+		t.Fatal(err)
+	}
+	replayInto(t, s, id, recs[200:350])
+	checkCounts(t, e, expected(tracks))
+}
+
+// testWindows: with the default window, Writes hold their records (Durable
+// stays put) until the window holds FlushEvents events or is
+// FlushInterval old, or a Flush; what Close drops is not counted.
+func testWindows(t *testing.T, newEnv func(*testing.T) env) {
+	ctx := context.Background()
+	e := newEnv(t)
+	evs, tracks := corpusEvents(t, 1000, 11)
+	recs := recordsOf(evs, 10) // 100 records
+	s, err := New(e.api, Config{Table: e.table, FlushEvents: 300, FlushInterval: time.Hour}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := open(t, s, shard0)
+	if err := w.Write(ctx, recs[:20]); err != nil || w.Durable() != "" || s.Stats().Updates != 0 {
+		t.Fatalf("200 events: err %v, durable %q, stats %+v; want them held", err, w.Durable(), s.Stats())
+	}
+	if err := w.Write(ctx, recs[20:30]); err != nil || w.Durable() != recs[29].SequenceNumber {
+		t.Fatalf("300 events: err %v, durable %q; want the window counted", err, w.Durable())
+	}
+	if err := w.Write(ctx, recs[30:50]); err != nil || w.Durable() != recs[29].SequenceNumber {
+		t.Fatalf("err %v, durable %q; want 30..49 held", err, w.Durable())
+	}
+	w.Close() // the lease is lost: 30..49 dropped, the next lease replays them
+	s2, err := New(e.api, Config{Table: e.table, FlushEvents: 1 << 20, FlushInterval: time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w = open(t, s2, shard0)
+	if err := w.Write(ctx, recs[30:]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Millisecond)
+	if err := w.Write(ctx, nil); err != nil || w.Durable() != recs[99].SequenceNumber {
+		t.Fatalf("tick after the interval: err %v, durable %q; want the window counted", err, w.Durable())
+	}
+	checkCounts(t, e, expected(tracks))
 }

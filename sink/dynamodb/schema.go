@@ -1,6 +1,7 @@
 package dynamodb
 
 import (
+	"strings"
 	"time"
 
 	"github.com/buildtelemetry/pipeline/event"
@@ -8,12 +9,17 @@ import (
 
 // The item schema; see the package documentation.
 const (
-	attrPK          = "pk" // S: the dimension's name
-	attrSK          = "sk" // S: dayPrefix + the UTC day
-	attrEvents      = "n"  // N: events counted for the day
-	valuePrefix     = "v#" // N: valuePrefix + value: events with that value
-	watermarkPrefix = "wm#"
-	dayPrefix       = "day#"
+	attrPK        = "pk"   // S: the dimension's name
+	attrSK        = "sk"   // S: dayPrefix + the UTC day + "#" + the shard
+	attrEvents    = "n"    // N: events counted for the day
+	valuePrefix   = "v#"   // N: valuePrefix + value: events with that value
+	attrWatermark = "wm"   // S: padded sequence number of the shard's last record counted
+	holePrefix    = "h#"   // S: holePrefix + LetterID.Key(): a parked range not counted yet
+	dayPrefix     = "day#" // starts every sort key
+	shardSep      = "#"    // between the day and the shard in a sort key
+	// noneCounted is a hole's value when the item had counted nothing of
+	// the shard: it sorts before every padded sequence number.
+	noneCounted = "0"
 )
 
 // DayLayout is the layout of a day in keys and in DayCounts.
@@ -27,8 +33,16 @@ const OtherValue = "(other)"
 // be and still decide its day; see dayOf.
 const MaxEventSkew = 24 * time.Hour
 
-func dayKey(day string) string          { return dayPrefix + day }
-func watermarkAttr(shard string) string { return watermarkPrefix + shard }
+func dayKey(day string) string { return dayPrefix + day }
+
+// itemKey is the sort key of a shard's item for a day.
+func itemKey(day, shard string) string { return dayPrefix + day + shardSep + shard }
+
+// dayOfKey returns the day of a sort key, with or without a shard.
+func dayOfKey(sk string) string {
+	day, _, _ := strings.Cut(strings.TrimPrefix(sk, dayPrefix), shardSep)
+	return day
+}
 
 // dayOf is the UTC day an event is counted on: its own timestamp, the time
 // the build ran, which the gateway has already corrected for client clock

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"go.uber.org/zap"
@@ -22,6 +23,13 @@ const (
 	// DefaultParallelism is how many UpdateItem calls one writer has in
 	// flight: a batch touches a few items per dimension and day.
 	DefaultParallelism = 8
+	// DefaultFlushEvents is how many events a shard's window holds before
+	// it is counted: a window costs about one write unit per item it
+	// touches (six dimensions, a day or two), whatever its size.
+	DefaultFlushEvents = 5000
+	// DefaultFlushInterval is the longest a shard's window waits to be
+	// counted; the checkpoint waits for it too.
+	DefaultFlushInterval = 10 * time.Second
 	// AnyEvent in Config.Events counts every track event.
 	AnyEvent = "*"
 )
@@ -63,6 +71,11 @@ type Config struct {
 	// Parallelism bounds each writer's concurrent UpdateItem calls
 	// (DefaultParallelism).
 	Parallelism int
+	// FlushEvents and FlushInterval close a shard's window: it is counted
+	// once it holds FlushEvents events or its first record is
+	// FlushInterval old (DefaultFlushEvents, DefaultFlushInterval).
+	FlushEvents   int
+	FlushInterval time.Duration
 }
 
 // Stats are a sink's running totals, summed over its writers.
@@ -76,9 +89,15 @@ type Stats struct {
 	// ConditionFailures is the number of UpdateItem calls whose watermark
 	// condition failed: a replay, or another writer of the same shard.
 	ConditionFailures int64
-	// Reads is the number of GetItem calls made to read a watermark after
-	// a failed condition.
+	// Reads is the number of GetItem calls: a watermark read after a
+	// failed condition, or a hole read by a replay or a park note.
 	Reads int64
+	// WriteUnits is the write capacity DynamoDB reported consumed by the
+	// successful UpdateItem calls (ReturnConsumedCapacity): one unit per
+	// KB of the larger of the item before and after, which is the bill.
+	WriteUnits float64
+	// Holes is the number of parked ranges recorded in an item.
+	Holes int64
 }
 
 // Sink counts events in DynamoDB; see the package documentation. It is
@@ -92,10 +111,13 @@ type Sink struct {
 	events map[string]bool // nil: every track event
 	par    int
 
+	flushEvents   int
+	flushInterval time.Duration
+
 	ensureMu sync.Mutex // serialises EnsureTable from Open
 	ensured  bool
 
-	nEvents, nUpdates, nFailures, nReads atomic.Int64
+	nEvents, nUpdates, nFailures, nReads, nHoles, milliWCU atomic.Int64
 }
 
 // New returns a sink writing to cfg.Table through db. It does no I/O: the
@@ -125,6 +147,15 @@ func New(db API, cfg Config, log *zap.Logger) (*Sink, error) {
 	if cfg.Parallelism == 0 {
 		cfg.Parallelism = DefaultParallelism
 	}
+	if cfg.FlushEvents < 0 || cfg.FlushInterval < 0 {
+		return nil, fmt.Errorf("dynamodb: new sink: FlushEvents %d and FlushInterval %s must not be negative", cfg.FlushEvents, cfg.FlushInterval)
+	}
+	if cfg.FlushEvents == 0 {
+		cfg.FlushEvents = DefaultFlushEvents
+	}
+	if cfg.FlushInterval == 0 {
+		cfg.FlushInterval = DefaultFlushInterval
+	}
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -132,6 +163,7 @@ func New(db API, cfg Config, log *zap.Logger) (*Sink, error) {
 		db: db, log: log.With(zap.String("sink", cfg.Name)),
 		table: cfg.Table, name: cfg.Name,
 		dims: slices.Clone(cfg.Dimensions), par: cfg.Parallelism,
+		flushEvents: cfg.FlushEvents, flushInterval: cfg.FlushInterval,
 	}
 	if !slices.Contains(cfg.Events, AnyEvent) {
 		s.events = map[string]bool{}
@@ -158,13 +190,16 @@ func (s *Sink) Stats() Stats {
 		Updates:           s.nUpdates.Load(),
 		ConditionFailures: s.nFailures.Load(),
 		Reads:             s.nReads.Load(),
+		WriteUnits:        float64(s.milliWCU.Load()) / 1000,
+		Holes:             s.nHoles.Load(),
 	}
 }
 
 // Open returns a writer for one shard, after making sure the table exists
 // (once per sink; an Open that fails to do so fails, and the next Open
 // tries again). The writer keeps no state between leases: the watermarks
-// live in the counter items, so shard.State is ignored.
+// live in the counter items, so shard.State is ignored. A writer opened
+// with shard.Letter re-drives that letter into the live shard's items.
 func (s *Sink) Open(ctx context.Context, shard processor.Shard) (processor.Writer, error) {
 	if shard.ID == "" {
 		return nil, errors.New("dynamodb: open writer: empty shard ID")
@@ -177,5 +212,11 @@ func (s *Sink) Open(ctx context.Context, shard processor.Shard) (processor.Write
 		}
 		s.ensured = true
 	}
-	return &writer{s: s, shard: shard.ID, wmAttr: watermarkAttr(shard.ID)}, nil
+	if l := shard.Letter; l != nil {
+		if l.Shard == "" {
+			return nil, errors.New("dynamodb: open writer: letter without a shard")
+		}
+		return &writer{s: s, shard: l.Shard, letter: l}, nil
+	}
+	return &writer{s: s, shard: shard.ID}, nil
 }

@@ -29,12 +29,17 @@ func TestPartialReplayMem(t *testing.T)     { testPartialReplay(t, memEnv) }
 func TestHandoverMem(t *testing.T)          { testHandover(t, memEnv) }
 func TestTwoShardsMem(t *testing.T)         { testTwoShards(t, memEnv) }
 func TestConcurrentWritersMem(t *testing.T) { testConcurrentWriters(t, memEnv) }
+func TestReplayOrderMem(t *testing.T)       { testReplayOrder(t, memEnv) }
+func TestCrashBeforeNoteMem(t *testing.T)   { testCrashBeforeNote(t, memEnv) }
+func TestPartialThenParkedMem(t *testing.T) { testPartialThenParked(t, memEnv) }
+func TestOverlappingLetterMem(t *testing.T) { testOverlappingLetter(t, memEnv) }
+func TestWindowsMem(t *testing.T)           { testWindows(t, memEnv) }
 
 func TestWritesPer1000Mem(t *testing.T) {
-	got := writesPer1000(t, memEnv(t))
-	t.Logf("%.1f DynamoDB writes per 1,000 events in batches of 500", got)
-	if got > 50 {
-		t.Errorf("got %.1f writes per 1,000 events, want at most 50", got)
+	got, _ := cost(t, memEnv(t), 8, DefaultFlushEvents, DefaultFlushEvents)
+	t.Logf("%.1f DynamoDB writes per 1,000 events from 8 shards", got)
+	if got > 5 {
+		t.Errorf("got %.1f writes per 1,000 events, want at most 5", got)
 	}
 }
 
@@ -122,14 +127,14 @@ func TestNewValidates(t *testing.T) {
 		want string
 	}{
 		{"no table", Config{}, "Table is required"},
-		{"bad dimension", Config{Table: "t", Dimensions: []Dimension{{Name: "x y", Path: "p"}}}, "Dimensions"},
-		{"negative parallelism", Config{Table: "t", Parallelism: -1}, "Parallelism"},
+		{"bad dimension", Config{FlushEvents: 1, Table: "t", Dimensions: []Dimension{{Name: "x y", Path: "p"}}}, "Dimensions"},
+		{"negative parallelism", Config{FlushEvents: 1, Table: "t", Parallelism: -1}, "Parallelism"},
 	} {
 		if _, err := New(db, tc.cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want an error naming %s", tc.name, err, tc.want)
 		}
 	}
-	s, err := New(db, Config{Table: "t"}, nil)
+	s, err := New(db, Config{FlushEvents: 1, Table: "t"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,11 +202,11 @@ func TestDayOf(t *testing.T) {
 }
 
 func TestPlan(t *testing.T) {
-	s, err := New(&fakeDB{}, Config{Table: "t", Dimensions: []Dimension{{"buildVersion", "properties.buildVersion"}}}, nil)
+	s, err := New(&fakeDB{}, Config{FlushEvents: 1, Table: "t", Dimensions: []Dimension{{"buildVersion", "properties.buildVersion"}}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &writer{s: s, shard: shard0, wmAttr: watermarkAttr(shard0)}
+	w := &writer{s: s, shard: shard0}
 	day1, day2 := "2026-11-26T23:00:00.000Z", "2026-11-27T10:00:00.000Z"
 	other := ev(t, `{"messageId":"o","type":"track","event":"Signed Up","properties":{"buildVersion":"1"}}`)
 	page := ev(t, `{"messageId":"p","type":"page","name":"build:ci_build_process_completed","properties":{"buildVersion":"1"}}`)
@@ -231,7 +236,7 @@ func TestPlan(t *testing.T) {
 }
 
 func TestChunksAndCap(t *testing.T) {
-	s, _ := New(&fakeDB{}, Config{Table: "t"}, nil)
+	s, _ := New(&fakeDB{}, Config{FlushEvents: 1, Table: "t"}, nil)
 	w := &writer{s: s}
 	vals := func(prefix string, n int) map[string]int64 {
 		m := map[string]int64{}
@@ -295,11 +300,11 @@ func TestConditionFailedRecount(t *testing.T) {
 				t.Error("watermark read is not consistent")
 			}
 			return &dynamodb.GetItemOutput{Item: map[string]types.AttributeValue{
-				"wm#" + shard0: &types.AttributeValueMemberS{Value: processor.PadSeq("11")},
+				"wm": &types.AttributeValueMemberS{Value: processor.PadSeq("11")},
 			}}, nil
 		},
 	}
-	s, _ := New(db, Config{Table: "t", Dimensions: []Dimension{{"v", "properties.v"}}}, nil)
+	s, _ := New(db, Config{FlushEvents: 1, Table: "t", Dimensions: []Dimension{{"v", "properties.v"}}}, nil)
 	w := open(t, s, shard0)
 	ts := "2026-11-27T10:00:00.000Z"
 	recs := []processor.Record{
@@ -335,10 +340,10 @@ func TestConditionFailedRecount(t *testing.T) {
 			t.Errorf("call %d:\ngot  %s\nwant %s", i, got, want[i])
 		}
 	}
-	if got := calls[1].ExpressionAttributeNames; got["#wm"] != "wm#"+shard0 || got["#v0"] != "v#x" || got["#v1"] != "v#y" || got["#n"] != "n" {
+	if got := calls[1].ExpressionAttributeNames; got["#wm"] != "wm" || got["#v0"] != "v#x" || got["#v1"] != "v#y" || got["#n"] != "n" {
 		t.Errorf("names %v", got)
 	}
-	if k := calls[0].Key; k["pk"].(*types.AttributeValueMemberS).Value != "v" || k["sk"].(*types.AttributeValueMemberS).Value != "day#2026-11-27" {
+	if k := calls[0].Key; k["pk"].(*types.AttributeValueMemberS).Value != "v" || k["sk"].(*types.AttributeValueMemberS).Value != "day#2026-11-27#"+shard0 {
 		t.Errorf("key %v", k)
 	}
 	if st := s.Stats(); st != (Stats{Events: 5, Updates: 2, ConditionFailures: 1, Reads: 1}) {
@@ -361,11 +366,11 @@ func TestAlreadyApplied(t *testing.T) {
 		},
 		getItem: func(*dynamodb.GetItemInput) (*dynamodb.GetItemOutput, error) {
 			return &dynamodb.GetItemOutput{Item: map[string]types.AttributeValue{
-				"wm#" + shard0: &types.AttributeValueMemberS{Value: processor.PadSeq("20")},
+				"wm": &types.AttributeValueMemberS{Value: processor.PadSeq("20")},
 			}}, nil
 		},
 	}
-	s, _ := New(db, Config{Table: "t", Dimensions: []Dimension{{"v", "properties.v"}}}, nil)
+	s, _ := New(db, Config{FlushEvents: 1, Table: "t", Dimensions: []Dimension{{"v", "properties.v"}}}, nil)
 	w := open(t, s, shard0)
 	recs := []processor.Record{{SequenceNumber: "20", Events: []*event.Event{build(t, "a", "2026-11-27T10:00:00.000Z", `{"v":"x"}`)}}}
 	if err := w.Write(context.Background(), recs); err != nil {
@@ -386,11 +391,11 @@ func TestContention(t *testing.T) {
 		getItem: func(*dynamodb.GetItemInput) (*dynamodb.GetItemOutput, error) {
 			n++ // another writer keeps moving it, never past the batch
 			return &dynamodb.GetItemOutput{Item: map[string]types.AttributeValue{
-				"wm#" + shard0: &types.AttributeValueMemberS{Value: processor.PadSeq("1")},
+				"wm": &types.AttributeValueMemberS{Value: processor.PadSeq("1")},
 			}}, nil
 		},
 	}
-	s, _ := New(db, Config{Table: "t", Dimensions: []Dimension{{"v", "properties.v"}}}, nil)
+	s, _ := New(db, Config{FlushEvents: 1, Table: "t", Dimensions: []Dimension{{"v", "properties.v"}}}, nil)
 	w := open(t, s, shard0)
 	recs := []processor.Record{{SequenceNumber: "5", Events: []*event.Event{build(t, "a", "2026-11-27T10:00:00.000Z", `{"v":"x"}`)}}}
 	err := w.Write(context.Background(), recs)
@@ -416,7 +421,7 @@ func TestErrorClasses(t *testing.T) {
 			describeTable: activeTable,
 			updateItem:    func(*dynamodb.UpdateItemInput) (*dynamodb.UpdateItemOutput, error) { return nil, tc.err },
 		}
-		s, _ := New(db, Config{Table: "t"}, nil)
+		s, _ := New(db, Config{FlushEvents: 1, Table: "t"}, nil)
 		w := open(t, s, shard0)
 		err := w.Write(context.Background(), []processor.Record{{SequenceNumber: "1", Events: []*event.Event{build(t, "a", "2026-11-27T10:00:00.000Z", `{"buildVersion":"1"}`)}}})
 		if err == nil || processor.IsPermanent(err) != tc.permanent || !errors.Is(err, tc.err) {
@@ -460,7 +465,7 @@ func TestEnsureTable(t *testing.T) {
 					return &dynamodb.CreateTableOutput{}, tc.createErr
 				},
 			}
-			s, _ := New(db, Config{Table: "t"}, nil)
+			s, _ := New(db, Config{FlushEvents: 1, Table: "t"}, nil)
 			if err := s.EnsureTable(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -479,7 +484,7 @@ func TestEnsureTable(t *testing.T) {
 				KeySchema:   []types.KeySchemaElement{{AttributeName: aws.String("ShardID"), KeyType: types.KeyTypeHash}},
 			}}, nil
 		}}
-		s, _ := New(db, Config{Table: "t"}, nil)
+		s, _ := New(db, Config{FlushEvents: 1, Table: "t"}, nil)
 		if err := s.EnsureTable(context.Background()); err == nil || !strings.Contains(err.Error(), "key schema") {
 			t.Errorf("got %v, want a key schema error", err)
 		}
@@ -490,7 +495,7 @@ func TestEnsureTable(t *testing.T) {
 }
 
 func TestClosedWriter(t *testing.T) {
-	s, _ := New(&fakeDB{describeTable: activeTable}, Config{Table: "t"}, nil)
+	s, _ := New(&fakeDB{describeTable: activeTable}, Config{FlushEvents: 1, Table: "t"}, nil)
 	w := open(t, s, shard0)
 	w.Close()
 	if err := w.Write(context.Background(), nil); err == nil {
