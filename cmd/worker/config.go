@@ -11,6 +11,7 @@ import (
 	"github.com/buildtelemetry/pipeline/checkpoint"
 	"github.com/buildtelemetry/pipeline/deadletter"
 	"github.com/buildtelemetry/pipeline/internal/envflag"
+	ddbsink "github.com/buildtelemetry/pipeline/sink/dynamodb"
 )
 
 // runConfig is every setting of `worker run`. Each is a flag whose default
@@ -70,6 +71,8 @@ type runConfig struct {
 	CountDimensions  string
 	CountEvents      string
 	CountParallelism int
+	CountFlushEvents int
+	CountFlushAge    time.Duration
 
 	// EnvVars lists every environment variable read, for the chart tests.
 	EnvVars []string
@@ -140,7 +143,9 @@ func loadRunConfig(args []string, getenv func(string) string) (runConfig, error)
 	fs.String(&c.CountsTable, "counts-table", "DYNAMODB_COUNTS_TABLE", "", "DynamoDB table of build-version counts, created if missing; empty: the DynamoDB sink is off")
 	fs.String(&c.CountDimensions, "count-dimensions", "DYNAMODB_COUNT_DIMENSIONS", "", "counted dimensions as name=property.path,... (empty: buildVersion, nodeVersion, osPlatform, framework, status, plugin)")
 	fs.String(&c.CountEvents, "count-events", "DYNAMODB_COUNT_EVENTS", "", "track events counted, comma-separated, * for all (empty: Netlify Build's build events)")
-	fs.Int(&c.CountParallelism, "count-parallelism", "DYNAMODB_COUNT_PARALLELISM", 8, "concurrent counter updates per shard")
+	fs.Int(&c.CountParallelism, "count-parallelism", "DYNAMODB_COUNT_PARALLELISM", ddbsink.DefaultParallelism, "concurrent counter updates per shard")
+	fs.Int(&c.CountFlushEvents, "count-flush-events", "DYNAMODB_COUNT_FLUSH_EVENTS", ddbsink.DefaultFlushEvents, "events a shard's counting window holds before it is written (a window costs about one write unit per counter item it touches)")
+	fs.Duration(&c.CountFlushAge, "count-flush-interval", "DYNAMODB_COUNT_FLUSH_INTERVAL", ddbsink.DefaultFlushInterval, "longest a shard's counting window waits before it is written")
 	fs.BoolVar(&c.PrintEnv, "print-env", false, "print the environment variables the worker reads, one per line, and exit")
 	if err := fs.Parse(args); err != nil {
 		return c, err

@@ -366,7 +366,7 @@ func listenAndServe(addr string, h http.Handler) (*http.Server, error) {
 }
 
 func countsSink(cfg runConfig, clients *awsClients, log *zap.Logger) (*ddbsink.Sink, error) {
-	dc := ddbsink.Config{Table: cfg.CountsTable, Parallelism: cfg.CountParallelism}
+	dc := ddbsink.Config{Table: cfg.CountsTable, Parallelism: cfg.CountParallelism, FlushEvents: cfg.CountFlushEvents, FlushInterval: cfg.CountFlushAge}
 	if cfg.CountDimensions != "" {
 		dims, err := ddbsink.ParseDimensions(cfg.CountDimensions)
 		if err != nil {

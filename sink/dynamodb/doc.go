@@ -4,36 +4,44 @@
 // each UTC day that carried each value. Counts are exact under the
 // worker's at-least-once delivery (replays after a crash or a lease
 // handover, with any batch boundaries, and SDK retries) without
-// transactions, which the local emulator (dynalite) does not have
-// (sinks.md §2.5). Package counts reads them back as a report.
+// transactions, which the local emulator (dynalite) does not have, and
+// re-driven dead letters count once each. Package counts reads them back
+// as a report.
 //
 // # Items
 //
-// One item per dimension and day, in a table with hash key pk (S) and
-// range key sk (S), created PAY_PER_REQUEST if missing:
+// One item per dimension, UTC day and shard, in a table with hash key pk
+// (S) and range key sk (S), created PAY_PER_REQUEST if missing:
 //
-//	pk        "buildVersion"                 the dimension's name
-//	sk        "day#2026-11-27"               the UTC day
-//	n         1234 (N)                       events counted that day
-//	v#29.58.2 412 (N)                        events with that value, one attribute per value
-//	wm#<shardId> "000…0049590…" (S)          the shard's watermark: processor.PadSeq of the
-//	                                         last record of that shard counted in this item
+//	pk        "buildVersion"                         the dimension's name
+//	sk        "day#2026-11-27#shardId-000000000003"  the UTC day and the shard
+//	n         1234 (N)                               events counted
+//	v#29.58.2 412 (N)                                events with that value, one attribute per value
+//	wm        "000…0049590…" (S)                     processor.PadSeq of the shard's last record counted here
+//	h#<key>   "000…0049590…" (S)                     a parked range not re-driven yet (below)
 //
 // n counts every event that passed the filter (Config.Events), with or
 // without the property, so that a share is a share of builds: for the
-// plugin dimension, of builds using the plugin. There is no all-time item:
-// one would gain an attribute for every value ever seen and head for
-// DynamoDB's 400 KB item limit; the total is the sum of the days, which
-// ReadCounts returns in one Query of the dimension's partition.
+// plugin dimension, of builds using the plugin. A day's total is the sum
+// of its shards' items, and there is no all-time item (it would gain an
+// attribute for every value ever seen and head for DynamoDB's 400 KB
+// limit): ReadCounts sums them from one Query of the dimension's
+// partition, whose sort keys keep a day's items together.
 //
-// Grouping a dimension's values per day in one item is what keeps writes
-// low: a batch costs one UpdateItem per dimension and day it touches (six
-// dimensions, usually one or two days), not one per value: about 24 calls
-// per 1,000 Netlify-shaped events in batches of 500, against about 250 for
-// an item per value. The price is item size, which DynamoDB bills per KB
-// written: an item holds the day's distinct values (tens for versions, a
-// few hundred for plugins) and about 140 bytes of watermark per shard that
-// wrote it that day.
+// An item per shard is what keeps the cost flat: each item has one
+// writer, hence one watermark, so its size (which DynamoDB bills per KB
+// written) does not grow with the shard count, as it did when a day's
+// single item carried a watermark per shard.
+//
+// # Windows
+//
+// A writer sums its shard's records in memory over a window of
+// Config.FlushEvents events or Config.FlushInterval, or until the
+// processor flushes, and then updates each item the window touches once:
+// a window costs about one write unit per item (six dimensions, a day or
+// two) however many events it holds. Durable moves when the whole window
+// is counted; the processor holds the records (and the checkpoint) until
+// then.
 //
 // # Days
 //
@@ -45,50 +53,49 @@
 //
 // # Exactly once without transactions
 //
-// A Write sums its records per item in memory, record by record (the
-// events of a Kinesis record share its sequence number, so records are
-// applied whole), then sends one UpdateItem per item, several at once:
+// The local emulator (dynalite) has no transactions, so every rule below
+// is one conditional write to one item. The invariant, per item: it counts
+// exactly the events of its shard's records at or below wm, except those
+// of the parked ranges it holds as holes, each counted only up to the
+// hole's value.
 //
-//	SET wm#S = :last  ADD n :n, v#a :a, v#b :b …
-//	IF attribute_not_exists(wm#S) OR wm#S < :first
+// Live. A window's update of an item is
 //
-// where :first and :last are the padded sequence numbers of the batch's
-// first and last records with events for the item. The invariant, per item
-// and shard S: the item counts exactly the events of S's records with
-// sequence numbers up to wm#S. Watermarks only grow, and each update moves
-// the watermark and the counts in one atomic item write, so the invariant
-// holds after every call:
+//	SET wm = :last  ADD n :n, v#a :a, v#b :b …
+//	IF attribute_not_exists(wm) OR wm < :first
 //
-//   - If the condition holds, no record of this run was counted, and the
-//     records of S between the watermark and :first hold no event for the
-//     item (they came earlier in this writer's own stream, whose updates
-//     succeeded, or at or below where the writer started: the processor
-//     starts a writer at or below the sink's durable watermark, up to
-//     which every item was updated). Adding the whole run is exact.
-//   - If it fails, this item already counted some of the run: a replay
-//     from a checkpoint, a Write retried after a partial failure, an SDK
-//     retry of a call that had succeeded, or a zombie writer of the same
-//     shard. The writer reads wm#S (GetItem, consistent) and adds only the
-//     records above it, on condition wm#S = the value read: a
-//     compare-and-set that fails only if another writer of the shard moved
-//     it meanwhile, and is then read and tried again (at most 10 times,
-//     then ErrContention, which the processor retries). Nothing above the
-//     watermark means the run was counted: no write.
+// with :first and :last the window's first and last records with events
+// for the item. If the condition fails, the item counted some of the
+// window already (a replay from a checkpoint, a Write retried after a
+// partial failure, an SDK retry of a call that had succeeded, a zombie
+// writer): the writer reads wm (GetItem, consistent) and adds only the
+// records above it, on condition wm = the value read, reading again if
+// another writer of the shard moved it meanwhile (at most 10 times, then
+// ErrContention, which the processor retries). A window replayed with
+// other boundaries than a partly applied one therefore counts each record
+// once per item.
 //
-// A batch replayed with other boundaries than the partially applied one
-// therefore counts each record once per item: the items that were updated
-// skip what is at or below their watermark, the others take it all.
-// Durable reports a batch only once every item is updated, so the
-// checkpoint never passes an uncounted record. Each shard has its own
-// watermark attribute, so shards interleave freely on the same items.
+// Parked. When the processor parks records for this sink it calls
+// ParkNote, and records the note before giving the sink anything newer
+// (see processor.ParkNoter). Recording it sets, in every item the records
+// would have updated, h#<key> to the item's wm (noneCounted if none) and
+// wm to the range's last record, on condition wm is what was read. The
+// live writer then never counts the range; an item whose wm is already at
+// or past the range counted all of it and gets no hole. Until the note is
+// recorded the processor keeps the sink's saved watermark below the range,
+// so a crash then delivers the range live again, and its letter, having no
+// hole, adds nothing.
+//
+// Re-driven. A writer opened with processor.Shard.Letter (a replay or an
+// automatic re-drive) reads each item's hole for the letter and adds the
+// letter's records above the hole's value, removing the hole in the same
+// update, on condition the hole is unchanged (moving it up between chunks
+// when an item takes several updates). A letter re-driven again, or one
+// whose records were counted live, finds no hole and adds nothing; letters
+// re-driven in any order count once each.
 //
 // Limits. An update takes at most MaxValuesPerUpdate values (DynamoDB's
-// 4 KB expression limit); more in one batch split into several updates
+// 4 KB expression limit); more in one window split into several updates
 // between records, and a single record with more counts its rarest under
-// OtherValue. Records the processor parks are skipped by the live writer
-// (its watermark moves past them). `worker replay` re-drives them through
-// a writer of shard "replay-<shard>", whose watermark is separate: a letter
-// counts once if the shard's letters are replayed in sequence order (a
-// letter at or below the replay watermark counts as done), but the items a
-// batch had updated before it was parked count its records again.
+// OtherValue.
 package dynamodb

@@ -155,6 +155,8 @@ ConfigMap's data. gateway.env entries override.
   "DYNAMODB_COUNT_DIMENSIONS" $ddb.countDimensions
   "DYNAMODB_COUNT_EVENTS" $ddb.countEvents
   "DYNAMODB_COUNT_PARALLELISM" (toString (int64 $ddb.countParallelism))
+  "DYNAMODB_COUNT_FLUSH_EVENTS" (toString (int64 $ddb.countFlushEvents))
+  "DYNAMODB_COUNT_FLUSH_INTERVAL" $ddb.countFlushInterval
 ) }}
 {{- range $k, $v := $w.env }}
 {{- $_ := set $env $k (toString $v) }}
