@@ -27,7 +27,23 @@ type harness struct {
 
 func newHarness(t *testing.T, cfg processor.Config, sinks ...*pt.Sink) *harness {
 	t.Helper()
-	h := &harness{t: t, store: &pt.Store{}, dlq: &pt.DeadLetters{}, sinks: sinks}
+	var ps []processor.Sink
+	for _, s := range sinks {
+		ps = append(ps, s)
+	}
+	return newHarnessWith(t, cfg, ps...)
+}
+
+// newHarnessWith is newHarness for sinks of any type; h.sinks holds the
+// *pt.Sink ones.
+func newHarnessWith(t *testing.T, cfg processor.Config, ps ...processor.Sink) *harness {
+	t.Helper()
+	h := &harness{t: t, store: &pt.Store{}, dlq: &pt.DeadLetters{}}
+	for _, s := range ps {
+		if s, ok := s.(*pt.Sink); ok {
+			h.sinks = append(h.sinks, s)
+		}
+	}
 	if cfg.WorkerID == "" {
 		cfg.WorkerID = "w1"
 	}
@@ -37,10 +53,6 @@ func newHarness(t *testing.T, cfg processor.Config, sinks ...*pt.Sink) *harness 
 	}
 	if cfg.CheckpointInterval == 0 {
 		cfg.CheckpointInterval = time.Nanosecond
-	}
-	var ps []processor.Sink
-	for _, s := range sinks {
-		ps = append(ps, s)
 	}
 	f, err := processor.NewFactory(cfg, ps, h.dlq, h.store, zaptest.NewLogger(t))
 	if err != nil {

@@ -22,6 +22,7 @@ var references = map[string]reference{
 	"failover_sigterm_s":                {"", "≤ 5"},
 	"gateway_kinesalite_events_per_s":   {"raw_putrecords_events_per_s", ""},
 	"dynamodb_writes_per_1000_events":   {"", "≤ 50"},
+	"dynamodb_wcu_per_1000_events":      {"", "≤ 10 (goal ≤ 5)"},
 	"gateway_batch100_p99_ms":           {"", ""},
 	"kinesis_bytes_per_event_batch100":  {"client_event_bytes", "≤ 200"},
 	"worker_peak_rss_mb":                {"", "≤ 300"},
