@@ -308,8 +308,12 @@ func buildSinks(ctx context.Context, cfg runConfig, clients *awsClients, reg pro
 		if err != nil {
 			return nil, nil, err
 		}
+		// A counters table that cannot be reached now must not keep the
+		// worker, and so every other sink, from starting: the sink makes
+		// sure of the table again when it opens a writer, and what it
+		// cannot count meanwhile is parked and noted, as in any outage.
 		if err := s.EnsureTable(ctx); err != nil {
-			return nil, nil, err
+			log.Error("counters table not ready; counting starts once DynamoDB answers", zap.String("sink", s.Name()), zap.Error(err))
 		}
 		sinks = append(sinks, s)
 		log.Info("sink on", zap.String("sink", s.Name()), zap.String("table", cfg.CountsTable))
