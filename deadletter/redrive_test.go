@@ -71,3 +71,82 @@ func TestRedrivePassOrderAndOwnership(t *testing.T) {
 		}
 	}
 }
+
+// partialSink delivers at most budget events per writer, at once, then
+// fails every Write transiently, and tells which events it delivered, as
+// the GA4 sink does (processor.PartialWriter).
+type partialSink struct {
+	budget    int
+	delivered []string // raw events, in order, across writers
+}
+
+func (s *partialSink) Name() string { return "ga4" }
+func (s *partialSink) Open(context.Context, processor.Shard) (processor.Writer, error) {
+	return &partialWriter{s: s, left: s.budget, sent: map[string]bool{}}, nil
+}
+
+type partialWriter struct {
+	s       *partialSink
+	left    int
+	sent    map[string]bool // seq/index
+	durable string
+}
+
+func (w *partialWriter) Write(_ context.Context, recs []processor.Record) error {
+	for _, r := range recs {
+		for i, raw := range r.Raw {
+			k := fmt.Sprint(r.SequenceNumber, "/", i)
+			if w.sent[k] {
+				continue
+			}
+			if w.left == 0 {
+				return fmt.Errorf("503 after %d events", w.s.budget)
+			}
+			w.left--
+			w.sent[k] = true
+			w.s.delivered = append(w.s.delivered, string(raw))
+		}
+	}
+	w.durable = recs[len(recs)-1].SequenceNumber
+	return nil
+}
+func (w *partialWriter) Flush(context.Context) error { return nil }
+func (w *partialWriter) Durable() string             { return w.durable }
+func (w *partialWriter) Close() error                { return nil }
+func (w *partialWriter) Delivered(seq string, i int) bool {
+	return w.sent[fmt.Sprint(seq, "/", i)]
+}
+
+// TestRedrivePartialKeepsOnlyTheRest: a re-drive that fails part way into
+// a sink that cannot deduplicate rewrites the letter with only what it
+// did not deliver, so the next re-drives send every event exactly once.
+func TestRedrivePartialKeepsOnlyTheRest(t *testing.T) {
+	ctx := context.Background()
+	store, err := New(memS3(t), Config{Bucket: "dl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := processor.Letter{Sink: "ga4", Reason: processor.ReasonBreakerOpen, Stream: "s", Shard: "sh", ParkedAt: time.Now()}
+	var want []string
+	for seq := 1; seq <= 5; seq++ {
+		for j := range 2 {
+			raw := fmt.Sprintf(`{"messageId":"m-%d-%d","type":"track","event":"e","userId":"u"}`, seq, j)
+			want = append(want, raw)
+			l.Entries = append(l.Entries, processor.LetterEntry{SequenceNumber: fmt.Sprint(seq), Event: []byte(raw)})
+		}
+	}
+	key := mustPark(t, store, l)
+	sink := &partialSink{budget: 4}
+	for pass := 1; pass <= 3; pass++ {
+		res := replayLetter(ctx, store, sink, key)
+		if pass < 3 && (res.Err == nil || res.Events != 4) {
+			t.Fatalf("pass %d: %+v, want a failure after 4 events", pass, res)
+		}
+		if pass == 3 && (res.Err != nil || !res.Deleted || res.Events != 2) {
+			t.Fatalf("pass 3: %+v, want the last 2 events and the letter deleted", res)
+		}
+	}
+	if !slices.Equal(sink.delivered, want) {
+		t.Errorf("delivered\n%v\nwant each event once, in order\n%v", sink.delivered, want)
+	}
+}

@@ -195,6 +195,7 @@ func replayLetter(ctx context.Context, store *Store, sink processor.Sink, key st
 		var pe *processor.PartialError
 		if !errors.As(err, &pe) {
 			res.Err = fmt.Errorf("write records: %w", err)
+			res.Events = keepUndelivered(ctx, store, key, l, b, w)
 			return res
 		}
 		for _, f := range pe.Failed {
@@ -255,6 +256,48 @@ func replayLetter(ctx context.Context, store *Store, sink processor.Sink, key st
 		res.Err = fmt.Errorf("rewrite letter: %w", err)
 	}
 	return res
+}
+
+// keepUndelivered rewrites a letter whose re-drive failed part way into a
+// writer that can tell what it delivered (processor.PartialWriter), with
+// only the entries not delivered, so that the next re-drive does not send
+// the rest again: a destination that cannot deduplicate would count them
+// twice. It returns the number of events delivered. If the rewrite fails
+// the letter stays whole, and the next re-drive resends those events.
+func keepUndelivered(ctx context.Context, store *Store, key string, l processor.Letter, b batch, w processor.Writer) int {
+	pw, ok := w.(processor.PartialWriter)
+	if !ok {
+		return 0
+	}
+	delivered := map[int]bool{}
+	for r, rec := range b.recs {
+		for i := range rec.Events {
+			if pw.Delivered(rec.SequenceNumber, i) {
+				delivered[b.entries[r][i]] = true
+			}
+		}
+	}
+	if len(delivered) == 0 {
+		return 0
+	}
+	keep := l
+	keep.Entries = nil
+	for i, e := range l.Entries {
+		if !delivered[i] {
+			keep.Entries = append(keep.Entries, e)
+		}
+	}
+	if k, err := store.Key(keep); err != nil || k != key {
+		return 0
+	}
+	if len(keep.Entries) == 0 {
+		if store.Delete(ctx, key) != nil {
+			return 0
+		}
+	} else if store.Park(ctx, keep) != nil {
+		return 0
+	}
+	return len(delivered)
 }
 
 // batch is a letter turned back into records.

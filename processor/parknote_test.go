@@ -124,3 +124,70 @@ func TestCrashBeforeParkNotes(t *testing.T) {
 		}
 	}
 }
+
+// partialSink delivers the first budget events it is given, then fails
+// every Write, and tells which events it delivered (a PartialWriter, as
+// the GA4 sink is).
+type partialSink struct {
+	budget int
+	mu     sync.Mutex
+	sent   map[string]bool // seq/index
+}
+
+func (s *partialSink) Name() string { return "ga4" }
+func (s *partialSink) Open(context.Context, processor.Shard) (processor.Writer, error) {
+	return &partialWriter{s: s}, nil
+}
+
+type partialWriter struct{ s *partialSink }
+
+func (w *partialWriter) Write(_ context.Context, recs []processor.Record) error {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	for _, r := range recs {
+		for i := range r.Events {
+			k := fmt.Sprint(r.SequenceNumber, "/", i)
+			if w.s.sent[k] {
+				continue
+			}
+			if len(w.s.sent) == w.s.budget {
+				return errors.New("503 service unavailable")
+			}
+			w.s.sent[k] = true
+		}
+	}
+	return nil
+}
+func (w *partialWriter) Flush(context.Context) error { return nil }
+func (w *partialWriter) Durable() string             { return "" }
+func (w *partialWriter) Close() error                { return nil }
+func (w *partialWriter) Delivered(seq string, i int) bool {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	return w.s.sent[fmt.Sprint(seq, "/", i)]
+}
+
+// What a PartialWriter delivered before its Write failed for good is not
+// parked: a re-drive would deliver it twice. And the progress is saved at
+// once after parking, so that a crash cannot park the same records again.
+func TestPartialDeliveryNotParked(t *testing.T) {
+	ga4 := &partialSink{budget: 7, sent: map[string]bool{}}
+	h := newHarnessWith(t, processor.Config{RetryBudget: 5 * time.Millisecond, CheckpointInterval: time.Hour,
+		Breaker: processor.BreakerConfig{Failures: 1000, OpenTimeout: time.Hour}}, ga4)
+	p := h.start("sh")
+	process(p, pt.KinesisRecords("x", 1, 5, 2))
+	parked := parkedEvents(h.dlq, "ga4")
+	if len(parked) != 3 {
+		t.Fatalf("%d events parked, want the 3 not delivered", len(parked))
+	}
+	for _, l := range h.dlq.Letters() {
+		for _, e := range l.Entries {
+			if processor.CompareSeq(e.SequenceNumber, "4") < 0 {
+				t.Errorf("event of record %s parked, though delivered", e.SequenceNumber)
+			}
+		}
+	}
+	if got := h.store.Progress("sh").Sinks["ga4"].Watermark; got != "5" {
+		t.Errorf("ga4 watermark %q right after parking, want 5 (saved at once despite the hour-long interval)", got)
+	}
+}

@@ -47,6 +47,11 @@ type RecordProcessor struct {
 	// unsaved are the arrival times of received records beyond the
 	// saved checkpoint, oldest first: the checkpoint lag metric.
 	unsaved []seqTime
+	// parkedUnsaved is set when records were parked since the last save:
+	// the next checkpoint is written at once, since a crash before it
+	// would deliver them again and park them a second time, and a sink
+	// that cannot deduplicate would get them from both letters.
+	parkedUnsaved bool
 }
 
 type seqTime struct {
@@ -167,7 +172,7 @@ func (p *RecordProcessor) ProcessRecords(in *kcl.ProcessRecordsInput) {
 		p.close("lease lost")
 		return
 	}
-	p.checkpoint(false)
+	p.checkpoint(p.parkedUnsaved)
 	p.f.metrics.batchDuration.Observe(time.Since(start).Seconds())
 	lag := 0.0
 	if len(p.unsaved) > 0 && !p.unsaved[0].at.IsZero() {
@@ -634,16 +639,37 @@ func (p *RecordProcessor) parkSink(ss *shardSink, recs []Record, reason string, 
 		return // shutting down or lease lost: the next lease replays
 	}
 	all := append(append([]Record(nil), ss.outstanding...), recs...)
+	// What a failed Write delivered before it failed is not parked: a
+	// destination that cannot deduplicate would get it twice.
+	pw, _ := ss.w.(PartialWriter)
 	if len(all) > 0 {
 		l := Letter{Sink: ss.rt.name, Reason: reason, Error: cause.Error(), FirstSeq: all[0].SequenceNumber, LastSeq: all[len(all)-1].SequenceNumber}
+		delivered := 0
 		for _, r := range all {
 			for i := range r.Events {
+				if pw != nil && pw.Delivered(r.SequenceNumber, i) {
+					delivered++
+					continue
+				}
 				l.Entries = append(l.Entries, LetterEntry{SequenceNumber: r.SequenceNumber, Event: r.Raw[i]})
 			}
+		}
+		if delivered > 0 {
+			p.f.metrics.delivered.WithLabelValues(ss.rt.name).Add(float64(delivered))
+		}
+		if len(l.Entries) == 0 {
+			ss.done = MaxSeq(ss.done, l.LastSeq)
+			ss.outstanding = nil
+			if ss.w != nil {
+				_ = ss.w.Close()
+				ss.w = nil
+			}
+			return
 		}
 		if !p.park(l) {
 			return
 		}
+		p.parkedUnsaved = true
 		if noter, ok := ss.rt.sink.(ParkNoter); ok {
 			if len(ss.notes) == 0 {
 				ss.noteFloor = ss.done
@@ -769,6 +795,7 @@ func (p *RecordProcessor) checkpoint(force bool) bool {
 	}
 	p.saved.Sinks = prog.Sinks
 	p.lastSave = time.Now()
+	p.parkedUnsaved = false
 	p.f.metrics.checkpoints.Inc()
 	return true
 }

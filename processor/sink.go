@@ -82,6 +82,17 @@ type Writer interface {
 	Close() error
 }
 
+// PartialWriter is implemented by a Writer whose destination cannot
+// deduplicate (GA4 counts a resent event twice) and whose Write can fail
+// part way. After such a Write, Delivered reports which of its events
+// reached the destination, so that the processor parks, and a re-drive
+// keeps, only the others.
+type PartialWriter interface {
+	// Delivered reports whether event index of the record seq, given to
+	// the last Write that failed, was delivered by it.
+	Delivered(seq string, index int) bool
+}
+
 // StateSaver is implemented by a Writer that keeps state in the lease
 // row between leases. PendingState is called before each checkpoint; the
 // processor persists the returned bytes, fenced by the lease, and hands

@@ -161,6 +161,7 @@ type Sink struct {
 }
 
 var (
+	_ processor.PartialWriter = (*writer)(nil)
 	_ processor.Sink   = (*Sink)(nil)
 	_ processor.Writer = (*writer)(nil)
 )
@@ -329,7 +330,10 @@ type writer struct {
 // progress is how far a Write got through its records.
 type progress struct {
 	first, last string // sequence numbers of the records
-	done        []bool // by position: sent, skipped or failed
+	// offsets maps each record's sequence number to the position of its
+	// first event.
+	offsets map[string]int
+	done    []bool // by position: sent, skipped or failed
 	// failed are the events that can never be delivered, by position:
 	// unmappable, or in a request answered with a 4xx.
 	failed map[int]error
@@ -457,8 +461,26 @@ func (w *writer) progressFor(recs []processor.Record) *progress {
 		p.retry = true
 		return p
 	}
-	w.resume = &progress{first: first, last: last, done: make([]bool, n), failed: map[int]error{}}
+	w.resume = &progress{first: first, last: last, offsets: make(map[string]int, len(recs)), done: make([]bool, n), failed: map[int]error{}}
+	pos := 0
+	for _, r := range recs {
+		w.resume.offsets[r.SequenceNumber] = pos
+		pos += len(r.Events)
+	}
 	return w.resume
+}
+
+// Delivered reports whether event index of record seq was sent (or had
+// no GA4 counterpart) by the last Write, which failed: the processor
+// parks only the rest, since GA4 would count a resent event twice.
+func (w *writer) Delivered(seq string, index int) bool {
+	p := w.resume
+	if p == nil {
+		return false
+	}
+	off, ok := p.offsets[seq]
+	pos := off + index
+	return ok && index >= 0 && pos < len(p.done) && p.done[pos] && p.failed[pos] == nil
 }
 
 // Flush does nothing: Write sends synchronously.

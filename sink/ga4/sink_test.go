@@ -713,6 +713,20 @@ func TestResumeSendsNothingTwice(t *testing.T) {
 				if requests, _, _ := srv.count(); requests != 5 {
 					t.Errorf("%d requests, want 5: none started after the failure", requests)
 				}
+				// What the processor would park now: only the events not
+				// sent (the fifth request's and the ones never started).
+				pw := w.(processor.PartialWriter)
+				sent := 0
+				for _, r := range recs {
+					for i := range r.Events {
+						if pw.Delivered(r.SequenceNumber, i) {
+							sent++
+						}
+					}
+				}
+				if sent != 4 || pw.Delivered("no such record", 0) {
+					t.Errorf("Delivered reports %d events, want the 4 of the requests answered 2xx", sent)
+				}
 			}
 			if err := w.Write(context.Background(), recs); err != nil {
 				t.Fatal(err)
