@@ -162,8 +162,8 @@ type Sink struct {
 
 var (
 	_ processor.PartialWriter = (*writer)(nil)
-	_ processor.Sink   = (*Sink)(nil)
-	_ processor.Writer = (*writer)(nil)
+	_ processor.Sink          = (*Sink)(nil)
+	_ processor.Writer        = (*writer)(nil)
 )
 
 // New validates cfg and returns a sink. It does no I/O.
