@@ -153,7 +153,7 @@ func (s *Store) Key(l processor.Letter) (string, error) {
 		}
 	}
 	for _, f := range []struct{ name, v string }{{"FirstSeq", l.FirstSeq}, {"LastSeq", l.LastSeq}} {
-		if !validSeq(f.v) {
+		if !processor.ValidSeq(f.v) {
 			return "", fmt.Errorf("deadletter: %w: %s %q is not a sequence number", ErrInvalidLetter, f.name, f.v)
 		}
 	}
@@ -165,19 +165,6 @@ func (s *Store) Key(l processor.Letter) (string, error) {
 	}, "/"), nil
 }
 
-// validSeq reports whether s is a decimal sequence number that PadSeq can
-// pad.
-func validSeq(s string) bool {
-	if s == "" || len(s) > processor.SeqWidth {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
 
 // withRange fills an empty FirstSeq or LastSeq from the entries.
 func withRange(l processor.Letter) processor.Letter {
@@ -229,19 +216,12 @@ func (s *Store) parseKey(key string) (letterID, bool) {
 			return letterID{}, false
 		}
 	}
-	if !validSeq(p[4]) || !validSeq(p[5]) {
+	if !processor.ValidSeq(p[4]) || !processor.ValidSeq(p[5]) {
 		return letterID{}, false
 	}
-	return letterID{p[0], p[1], p[2], p[3], unpadSeq(p[4]), unpadSeq(p[5])}, true
+	return letterID{p[0], p[1], p[2], p[3], processor.UnpadSeq(p[4]), processor.UnpadSeq(p[5])}, true
 }
 
-// unpadSeq undoes PadSeq: Kinesis sequence numbers have no leading zeros.
-func unpadSeq(s string) string {
-	if t := strings.TrimLeft(s, "0"); t != "" {
-		return t
-	}
-	return "0"
-}
 
 // Park writes the letter as one object, replacing any earlier object of
 // the same identity: parking the same records twice leaves one object. A

@@ -141,24 +141,54 @@ func NewRecordDecoder() (*RecordDecoder, error) {
 // An aggregate some of whose user records fail gives the others' events
 // and an *AggregateError listing the failed ones.
 func (d *RecordDecoder) Decode(data []byte) ([][]byte, error) {
+	parts, err := d.DecodeParts(data)
+	if len(parts) == 1 {
+		return parts[0].Events, err
+	}
+	var out [][]byte
+	for _, p := range parts {
+		out = append(out, p.Events...)
+	}
+	return out, err
+}
+
+// Part is what of a Kinesis record is one unit of progress: the whole
+// record, or one user record of a KPL aggregate.
+type Part struct {
+	// Sub is the user record's index in its aggregate (its sub-sequence
+	// number), or -1 for a record that is not an aggregate.
+	Sub int
+	// Events are the part's events.
+	Events [][]byte
+}
+
+// DecodeParts is Decode keeping an aggregate's user records apart, each
+// with its index, so that progress can be kept per user record. A record
+// that is not an aggregate is one part with Sub -1. The failed user
+// records of an *AggregateError have no part.
+func (d *RecordDecoder) DecodeParts(data []byte) ([]Part, error) {
 	if bytes.HasPrefix(data, kplWrapper) {
 		return d.decodeKPL(data[len(kplWrapper):])
 	}
 	if IsKPL(data) {
 		return d.decodeKPL(data)
 	}
-	return d.decodeOne(data)
+	evs, err := d.decodeOne(data)
+	if err != nil {
+		return nil, err
+	}
+	return []Part{{Sub: -1, Events: evs}}, nil
 }
 
 // decodeKPL decodes each user record of an aggregate as a record of its
 // own (JSON, or our format). With some that fail it returns the others'
-// events and an *AggregateError naming the failed ones.
-func (d *RecordDecoder) decodeKPL(data []byte) ([][]byte, error) {
+// parts and an *AggregateError naming the failed ones.
+func (d *RecordDecoder) decodeKPL(data []byte) ([]Part, error) {
 	users, err := kplUserRecords(data)
 	if err != nil {
 		return nil, err
 	}
-	var out [][]byte
+	out := make([]Part, 0, len(users))
 	var bad []BadUserRecord
 	for i, u := range users {
 		evs, err := d.decodeOne(u)
@@ -166,7 +196,7 @@ func (d *RecordDecoder) decodeKPL(data []byte) ([][]byte, error) {
 			bad = append(bad, BadUserRecord{Index: i, Data: u, Err: err})
 			continue
 		}
-		out = append(out, evs...)
+		out = append(out, Part{Sub: i, Events: evs})
 	}
 	if len(bad) > 0 {
 		return out, &AggregateError{Bad: bad}

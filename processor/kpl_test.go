@@ -1,7 +1,9 @@
 package processor_test
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -78,5 +80,75 @@ func TestSinkPanicParked(t *testing.T) {
 	}
 	if got := h.store.Progress("sh").Checkpoint; got != "3" {
 		t.Errorf("checkpoint %q, want 3", got)
+	}
+}
+
+// stopAtSink makes durable only the records up to a position, as a sink
+// that crashed part way through an aggregate would have: it records what
+// each writer is given.
+type stopAtSink struct {
+	at  string // last position made durable; "" for everything
+	got []string
+}
+
+func (s *stopAtSink) Name() string { return "partial" }
+func (s *stopAtSink) Open(context.Context, processor.Shard) (processor.Writer, error) {
+	return &stopAtWriter{s: s}, nil
+}
+
+type stopAtWriter struct {
+	s       *stopAtSink
+	durable string
+}
+
+func (w *stopAtWriter) Write(_ context.Context, recs []processor.Record) error {
+	for _, r := range recs {
+		w.s.got = append(w.s.got, r.SequenceNumber)
+		if w.s.at == "" || processor.CompareSeq(r.SequenceNumber, w.s.at) <= 0 {
+			w.durable = r.SequenceNumber
+		}
+	}
+	return nil
+}
+func (w *stopAtWriter) Flush(context.Context) error { return nil }
+func (w *stopAtWriter) Durable() string             { return w.durable }
+func (w *stopAtWriter) Close() error                { return nil }
+
+// TestProgressInsideAggregate: each user record of an aggregate is its own
+// position (seq.sub). A sink that made the aggregate durable only up to
+// user record 2 when the worker crashed gets exactly user records 3 and on
+// from the next lease; a sink that had finished gets nothing again; the
+// checkpoint stays before the aggregate until every sink passes it.
+func TestProgressInsideAggregate(t *testing.T) {
+	partial, fast := &stopAtSink{}, &pt.Sink{SinkName: "fast"}
+	h := newHarnessWith(t, processor.Config{}, partial, fast)
+	recs := pt.KinesisRecords("x", 1, 3, 1)
+	var users [][]byte
+	for i := range 6 {
+		users = append(users, fmt.Appendf(nil, `{"messageId":"kpl-%d","type":"track","event":"build","userId":"u"}`, i))
+	}
+	recs[1].Data = event.WrapKPL(event.EncodeKPL([]string{"a"}, users))
+	agg := *recs[1].SequenceNumber
+	partial.at = processor.UserSeq(agg, 2)
+	process(h.start("sh"), recs)
+
+	prog := h.store.Progress("sh")
+	if prog.Checkpoint != *recs[0].SequenceNumber || prog.Sinks["partial"].Watermark != partial.at || prog.Sinks["fast"].Watermark != *recs[2].SequenceNumber {
+		t.Fatalf("progress %+v: want the checkpoint before the aggregate, the partial sink at its user record 2", prog)
+	}
+	// Crash; the next lease reads from the checkpoint.
+	partial.got, partial.at = nil, ""
+	process(h.start("sh"), recs[1:])
+	want := []string{processor.UserSeq(agg, 3), processor.UserSeq(agg, 4), processor.UserSeq(agg, 5), *recs[2].SequenceNumber}
+	if !slices.Equal(partial.got, want) {
+		t.Errorf("after the crash the partial sink got %v, want %v", partial.got, want)
+	}
+	for id, n := range fast.Delivered() {
+		if n != 1 {
+			t.Errorf("fast sink got %s %d times", id, n)
+		}
+	}
+	if got := h.store.Progress("sh").Checkpoint; got != *recs[2].SequenceNumber {
+		t.Errorf("checkpoint %q, want %s", got, *recs[2].SequenceNumber)
 	}
 }

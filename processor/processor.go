@@ -52,6 +52,10 @@ type RecordProcessor struct {
 	// would deliver them again and park them a second time, and a sink
 	// that cannot deduplicate would get them from both letters.
 	parkedUnsaved bool
+	// before maps each aggregate received and not yet checkpointed past
+	// to the Kinesis record before it: where reading resumes when the
+	// checkpoint falls inside the aggregate.
+	before map[string]string
 }
 
 type seqTime struct {
@@ -115,6 +119,7 @@ func (p *RecordProcessor) Initialize(in *kcl.InitializationInput) {
 		start = ""
 	}
 	p.lastSeq = start
+	p.before = map[string]string{}
 	for _, rt := range p.f.sinks {
 		ss := &shardSink{rt: rt, done: start}
 		if sp, ok := prog.Sinks[rt.name]; ok {
@@ -155,14 +160,19 @@ func (p *RecordProcessor) ProcessRecords(in *kcl.ProcessRecordsInput) {
 	var chunk []Record
 	p.chunkSize = 0
 	for _, kr := range in.Records {
-		r, ok := p.decodeOne(kr)
-		if ok && !p.charge(r, &chunk) {
-			return // closed while waiting for memory
-		}
-		p.lastSeq = MaxSeq(p.lastSeq, aws.ToString(kr.SequenceNumber))
-		if ok {
+		recs := p.decode(kr)
+		for _, r := range recs {
+			if !p.charge(r, &chunk) {
+				return // closed while waiting for memory
+			}
 			chunk = append(chunk, r)
 		}
+		seq := aws.ToString(kr.SequenceNumber)
+		if len(recs) > 0 && recs[0].SequenceNumber != seq {
+			// An aggregate: a checkpoint inside it resumes before it.
+			p.before[seq] = p.lastSeq
+		}
+		p.lastSeq = MaxSeq(p.lastSeq, seq)
 	}
 	p.f.metrics.records.Add(float64(len(in.Records)))
 	p.fanOut(chunk, false)
@@ -288,34 +298,35 @@ func (p *RecordProcessor) close(why string) {
 	}
 }
 
-// decodeOne turns a Kinesis record into a Record. What does not decode
-// is parked with its reason and never reaches a sink, and the shard goes
-// on: a whole record that is not ours, JSON or a valid KPL aggregate, or
-// just the user records and events of it that fail, the others being
-// delivered. A panic while decoding parks the record as well: no input
-// may stop the shard, let alone the worker.
-func (p *RecordProcessor) decodeOne(kr types.Record) (r Record, ok bool) {
+// decode turns a Kinesis record into Records: one, or one per user
+// record of a KPL aggregate, numbered UserSeq(seq, sub) so that progress
+// can stop inside an aggregate. What does not decode is parked with its
+// reason and never reaches a sink, and the shard goes on: a whole record
+// that is not ours, JSON or a valid KPL aggregate, or just the user
+// records and events of it that fail, the others being delivered. A panic
+// while decoding parks the record as well: no input may stop the shard,
+// let alone the worker.
+func (p *RecordProcessor) decode(kr types.Record) (recs []Record) {
 	seq := aws.ToString(kr.SequenceNumber)
 	defer func() {
 		if v := recover(); v != nil {
 			p.f.metrics.panics.Inc()
 			p.parkUndecodable(seq, kr.Data, fmt.Errorf("panic decoding record: %v", v))
-			r, ok = Record{}, false
+			recs = nil
 		}
 	}()
-	r = Record{SequenceNumber: seq, ArrivalTime: aws.ToTime(kr.ApproximateArrivalTimestamp)}
-	raws, err := p.f.dec.Decode(kr.Data)
+	parts, err := p.f.dec.DecodeParts(kr.Data)
 	var bad []LetterEntry
 	var ae *event.AggregateError
 	if errors.As(err, &ae) {
 		for _, b := range ae.Bad {
-			bad = append(bad, LetterEntry{SequenceNumber: seq, Data: b.Data, Error: fmt.Sprintf("KPL user record %d: %v", b.Index, b.Err)})
+			bad = append(bad, LetterEntry{SequenceNumber: UserSeq(seq, b.Index), Data: b.Data, Error: fmt.Sprintf("KPL user record %d: %v", b.Index, b.Err)})
 		}
 		err = nil
 	}
 	if err != nil {
 		p.parkUndecodable(seq, kr.Data, err)
-		return Record{}, false
+		return nil
 	}
 	// Our records hold events the gateway validated, under a verified
 	// checksum; other producers' JSON gets full parsing.
@@ -323,39 +334,52 @@ func (p *RecordProcessor) decodeOne(kr types.Record) (r Record, ok bool) {
 	if event.IsRecord(kr.Data) {
 		parse = event.ParseTrusted
 	}
-	r.Raw = make([][]byte, 0, len(raws))
-	r.Events = make([]*event.Event, 0, len(raws))
-	for _, raw := range raws {
-		ev, err := parse(raw)
-		if err != nil {
-			bad = append(bad, LetterEntry{SequenceNumber: seq, Data: raw, Error: err.Error()})
-			continue
+	arrival := aws.ToTime(kr.ApproximateArrivalTimestamp)
+	events := 0
+	for _, part := range parts {
+		r := Record{SequenceNumber: seq, ArrivalTime: arrival}
+		if part.Sub >= 0 {
+			r.SequenceNumber = UserSeq(seq, part.Sub)
 		}
-		r.Raw = append(r.Raw, raw)
-		r.Events = append(r.Events, ev)
+		r.Raw = make([][]byte, 0, len(part.Events))
+		r.Events = make([]*event.Event, 0, len(part.Events))
+		for _, raw := range part.Events {
+			ev, err := parse(raw)
+			if err != nil {
+				bad = append(bad, LetterEntry{SequenceNumber: r.SequenceNumber, Data: raw, Error: err.Error()})
+				continue
+			}
+			r.Raw = append(r.Raw, raw)
+			r.Events = append(r.Events, ev)
+		}
+		if len(r.Events) > 0 {
+			recs = append(recs, r)
+			events += len(r.Events)
+		}
 	}
 	if len(bad) > 0 {
 		p.log.Warn("parking undecodable parts of a record", zap.String("seq", seq), zap.Int("parts", len(bad)),
-			zap.Int("decoded", len(r.Events)), zap.String("first_error", bad[0].Error))
-		p.parkDecode(seq, bad)
+			zap.Int("decoded", events), zap.String("first_error", bad[0].Error))
+		p.parkDecode(bad)
 	}
-	if len(r.Events) == 0 {
-		return Record{}, false
-	}
-	p.f.metrics.events.Add(float64(len(r.Events)))
-	return r, true
+	p.f.metrics.events.Add(float64(events))
+	return recs
 }
 
 // parkUndecodable parks a whole record that did not decode.
 func (p *RecordProcessor) parkUndecodable(seq string, data []byte, err error) {
 	p.log.Warn("parking undecodable record", zap.String("seq", seq), zap.Error(err))
-	p.parkDecode(seq, []LetterEntry{{SequenceNumber: seq, Data: data, Error: err.Error()}})
+	p.parkDecode([]LetterEntry{{SequenceNumber: seq, Data: data, Error: err.Error()}})
 }
 
-// parkDecode parks what of record seq did not decode, under DecodeSink.
-func (p *RecordProcessor) parkDecode(seq string, entries []LetterEntry) {
+// parkDecode parks what of one record did not decode, under DecodeSink.
+func (p *RecordProcessor) parkDecode(entries []LetterEntry) {
 	p.f.metrics.decodeFailures.Inc()
-	p.park(Letter{Sink: DecodeSink, Reason: ReasonDecode, Error: entries[0].Error, FirstSeq: seq, LastSeq: seq, Entries: entries})
+	first, last := entries[0].SequenceNumber, entries[0].SequenceNumber
+	for _, e := range entries[1:] {
+		first, last = MinSeq(first, e.SequenceNumber), MaxSeq(last, e.SequenceNumber)
+	}
+	p.park(Letter{Sink: DecodeSink, Reason: ReasonDecode, Error: entries[0].Error, FirstSeq: first, LastSeq: last, Entries: entries})
 }
 
 // charge takes r's memory from the shared budget before r joins chunk.
@@ -767,6 +791,12 @@ func (p *RecordProcessor) checkpoint(force bool) bool {
 	if len(p.sinks) == 0 {
 		prog.Checkpoint = p.lastSeq
 	}
+	if seq, sub := SplitSeq(prog.Checkpoint); sub >= 0 {
+		// Inside an aggregate: the library resumes reading after a whole
+		// record, the one before it, and each sink skips the user records
+		// its own watermark covers.
+		prog.Checkpoint = p.before[seq]
+	}
 	if CompareSeq(prog.Checkpoint, p.saved.Checkpoint) <= 0 {
 		prog.Checkpoint = "" // never move the checkpoint back
 	} else {
@@ -787,6 +817,11 @@ func (p *RecordProcessor) checkpoint(force bool) bool {
 	}
 	if prog.Checkpoint != "" {
 		p.saved.Checkpoint = prog.Checkpoint
+		for seq := range p.before {
+			if CompareSeq(seq, prog.Checkpoint) <= 0 {
+				delete(p.before, seq)
+			}
+		}
 		n := 0
 		for n < len(p.unsaved) && CompareSeq(p.unsaved[n].seq, prog.Checkpoint) <= 0 {
 			n++

@@ -15,11 +15,14 @@ import (
 	"github.com/buildtelemetry/pipeline/event"
 )
 
-// Record is one Kinesis record and the events decoded from it. All events
-// of a record share its sequence number: progress is tracked per record.
+// Record is one Kinesis record, or one user record of a KPL aggregate,
+// and the events decoded from it. All events of a record share its
+// position: progress is tracked per record.
 type Record struct {
-	// SequenceNumber is the Kinesis sequence number, a decimal string of
-	// up to 129 digits; compare with CompareSeq, never as strings.
+	// SequenceNumber is the record's position: the Kinesis sequence
+	// number, a decimal string of up to 129 digits, or for a user record
+	// of an aggregate UserSeq(sequence number, sub-sequence number).
+	// Compare with CompareSeq, never as strings.
 	SequenceNumber string
 	// ArrivalTime is Kinesis' approximate arrival time of the record.
 	ArrivalTime time.Time

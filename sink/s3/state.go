@@ -36,7 +36,7 @@ func decodeState(b []byte) *pendingState {
 		return nil
 	}
 	var p pendingState
-	if json.Unmarshal(b, &p) != nil || p.V != stateVersion || !validSeq(p.First) || !validSeq(p.Last) ||
+	if json.Unmarshal(b, &p) != nil || p.V != stateVersion || !processor.ValidSeq(p.First) || !processor.ValidSeq(p.Last) ||
 		processor.CompareSeq(p.First, p.Last) > 0 {
 		return nil
 	}
@@ -48,15 +48,3 @@ func decodeState(b []byte) *pendingState {
 	return &p
 }
 
-// validSeq reports whether s is a decimal Kinesis sequence number.
-func validSeq(s string) bool {
-	if s == "" || len(s) > processor.SeqWidth {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
