@@ -165,7 +165,6 @@ func (s *Store) Key(l processor.Letter) (string, error) {
 	}, "/"), nil
 }
 
-
 // withRange fills an empty FirstSeq or LastSeq from the entries.
 func withRange(l processor.Letter) processor.Letter {
 	if l.FirstSeq != "" && l.LastSeq != "" {
@@ -221,7 +220,6 @@ func (s *Store) parseKey(key string) (letterID, bool) {
 	}
 	return letterID{p[0], p[1], p[2], p[3], processor.UnpadSeq(p[4]), processor.UnpadSeq(p[5])}, true
 }
-
 
 // Park writes the letter as one object, replacing any earlier object of
 // the same identity: parking the same records twice leaves one object. A

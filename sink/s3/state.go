@@ -47,4 +47,3 @@ func decodeState(b []byte) *pendingState {
 	p.hour = t.UTC()
 	return &p
 }
-
