@@ -52,11 +52,11 @@ bench: deps build
 chaos: deps
 	scripts/chaos.sh
 
-# Long fuzz runs of the gateway's request decoding and the worker's record
-# decoding (FUZZTIME per target, default 5m).
+# Long fuzz runs of the gateway's request decoding, the worker's record
+# decoding and what it does with a GetRecords answer (FUZZTIME per target, default 5m).
 fuzz:
-	for t in FuzzDecodeRequest FuzzRecordDecode; do \
-	  $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $${FUZZTIME:-5m} ./event/ || exit 1; \
+	for t in event:FuzzDecodeRequest event:FuzzRecordDecode processor:FuzzGetRecords; do \
+	  $(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $${FUZZTIME:-5m} "./$${t%%:*}/" || exit 1; \
 	done
 
 # Container image with both binaries (Dockerfile: static, distroless,

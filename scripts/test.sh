@@ -45,6 +45,6 @@ fi
 (cd charts/chartest && go test -count=1 ./...)
 
 # A short run of each fuzz target (make fuzz runs them long).
-for target in FuzzDecodeRequest FuzzRecordDecode; do
-  go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-10s}" ./event/
+for target in event:FuzzDecodeRequest event:FuzzRecordDecode processor:FuzzGetRecords; do
+  go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "${FUZZTIME:-10s}" "./${target%%:*}/"
 done

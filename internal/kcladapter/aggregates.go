@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/buildtelemetry/pipeline/event"
@@ -27,9 +28,15 @@ func HideAggregates() func(*kinesis.Options) {
 func hideAggregates(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 	out, md, err := next.HandleInitialize(ctx, in)
 	if res, ok := out.Result.(*kinesis.GetRecordsOutput); ok && err == nil {
-		for i := range res.Records {
-			res.Records[i].Data = event.WrapKPL(res.Records[i].Data)
-		}
+		HideRecords(res.Records)
 	}
 	return out, md, err
+}
+
+// HideRecords makes each KPL aggregate among recs opaque to the library,
+// in place: what the middleware does to every GetRecords answer.
+func HideRecords(recs []types.Record) {
+	for i := range recs {
+		recs[i].Data = event.WrapKPL(recs[i].Data)
+	}
 }
