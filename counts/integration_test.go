@@ -54,12 +54,19 @@ func TestAdoptionFromSink(t *testing.T) {
 			recs = append(recs, processor.Record{SequenceNumber: fmt.Sprint(100 + i), Events: []*event.Event{e}})
 		}
 	}
-	w, err := sink.Open(ctx, processor.Shard{Stream: "s", ID: "shardId-000000000000", Worker: "w"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, b := range [][]processor.Record{recs[:5], recs[5:], recs[3:9]} { // the last is a replay
-		if err := w.Write(ctx, b); err != nil {
+	// Two batches, then a new lease replaying part of them; each writer
+	// flushes its window as the processor does before a checkpoint.
+	for _, batches := range [][][]processor.Record{{recs[:5], recs[5:]}, {recs[3:9]}} {
+		w, err := sink.Open(ctx, processor.Shard{Stream: "s", ID: "shardId-000000000000", Worker: "w"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range batches {
+			if err := w.Write(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
