@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -53,6 +54,7 @@ func memS3(t testing.TB) *fakeS3 {
 	t.Helper()
 	var mu sync.Mutex
 	objects := map[string][]byte{}
+	written := map[string]time.Time{}
 	return &fakeS3{
 		putObject: func(_ context.Context, in *s3.PutObjectInput) (*s3.PutObjectOutput, error) {
 			if _, ok := in.Body.(io.Seeker); !ok {
@@ -65,6 +67,7 @@ func memS3(t testing.TB) *fakeS3 {
 			mu.Lock()
 			defer mu.Unlock()
 			objects[aws.ToString(in.Key)] = b
+			written[aws.ToString(in.Key)] = time.Now()
 			return &s3.PutObjectOutput{}, nil
 		},
 		getObject: func(_ context.Context, in *s3.GetObjectInput) (*s3.GetObjectOutput, error) {
@@ -93,7 +96,7 @@ func memS3(t testing.TB) *fakeS3 {
 				out.NextContinuationToken = aws.String(keys[n-1])
 			}
 			for _, k := range keys {
-				out.Contents = append(out.Contents, types.Object{Key: aws.String(k)})
+				out.Contents = append(out.Contents, types.Object{Key: aws.String(k), LastModified: aws.Time(written[k])})
 			}
 			return out, nil
 		},

@@ -21,26 +21,30 @@ var TransientReasons = []string{processor.ReasonBreakerOpen, processor.ReasonRet
 // transientLetters lists sink's transient letters of stream by shard,
 // each shard's in sequence order across both reasons (a range parked as
 // retries-exhausted before a later one parked as breaker-open comes
-// first): one List per reason, however many shards.
-func transientLetters(ctx context.Context, store *Store, sink, stream string) (map[string][]string, error) {
-	type keyed struct{ key, first string }
+// first), with when each was written: one List per reason, however many
+// shards.
+func transientLetters(ctx context.Context, store *Store, sink, stream string) (map[string][]Listed, error) {
+	type keyed struct {
+		l     Listed
+		first string
+	}
 	byShard := map[string][]keyed{}
 	for _, reason := range TransientReasons {
-		keys, err := store.List(ctx, sink, reason)
+		listed, err := store.ListLetters(ctx, sink, reason)
 		if err != nil {
 			return nil, fmt.Errorf("deadletter: redrive: %w", err)
 		}
-		for _, k := range keys {
-			if id, ok := store.parseKey(k); ok && id.stream == stream {
-				byShard[id.shard] = append(byShard[id.shard], keyed{k, id.first})
+		for _, l := range listed {
+			if id, ok := store.parseKey(l.Key); ok && id.stream == stream {
+				byShard[id.shard] = append(byShard[id.shard], keyed{l, id.first})
 			}
 		}
 	}
-	out := make(map[string][]string, len(byShard))
+	out := make(map[string][]Listed, len(byShard))
 	for shard, ls := range byShard {
 		slices.SortStableFunc(ls, func(a, b keyed) int { return processor.CompareSeq(a.first, b.first) })
 		for _, l := range ls {
-			out[shard] = append(out[shard], l.key)
+			out[shard] = append(out[shard], l.l)
 		}
 	}
 	return out, nil
@@ -89,6 +93,7 @@ type Redriver struct {
 
 	redriven *prometheus.CounterVec
 	backlog  *prometheus.GaugeVec
+	oldest   *prometheus.GaugeVec
 }
 
 // Register registers the re-drive metrics on reg.
@@ -97,7 +102,9 @@ func (r *Redriver) Register(reg prometheus.Registerer) error {
 		Help: "Parked events this worker re-drove into their sink once its breaker closed."}, []string{"sink"})
 	r.backlog = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "worker_deadletter_transient_letters",
 		Help: "Transient letters (breaker-open, retries-exhausted) of this worker's shards waiting for re-drive, as of the last pass."}, []string{"sink"})
-	return errors.Join(reg.Register(r.redriven), reg.Register(r.backlog))
+	r.oldest = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "worker_deadletter_oldest_letter_age_seconds",
+		Help: "Age of the oldest transient letter of this worker's shards still waiting for re-drive, as of the last pass; 0 when none."}, []string{"sink"})
+	return errors.Join(reg.Register(r.redriven), reg.Register(r.backlog), reg.Register(r.oldest))
 }
 
 // Run re-drives every Interval until ctx ends, then returns ctx.Err().
@@ -135,27 +142,47 @@ func (r *Redriver) pass(ctx context.Context, s processor.Sink, log *zap.Logger) 
 	}
 	healthy := r.Healthy(s.Name())
 	left := 0
+	var oldest time.Time
 	for _, shard := range r.Shards() {
-		keys := letters[shard]
-		if !healthy || len(keys) == 0 {
-			left += len(keys)
-			continue
+		listed := letters[shard]
+		keys := make([]string, len(listed))
+		for i, l := range listed {
+			keys[i] = l.Key
 		}
-		stats, n, err := redrive(ctx, r.Store, s, keys, func() bool { return r.Owns(shard) })
-		left += n
-		if stats.Events > 0 {
-			log.Info("re-drove parked events", zap.String("sink", s.Name()), zap.String("shard", shard),
-				zap.Int("letters", stats.Letters), zap.Int("events", stats.Events))
-			if r.redriven != nil {
-				r.redriven.WithLabelValues(s.Name()).Add(float64(stats.Events))
+		n := len(keys)
+		if healthy && len(keys) > 0 {
+			var stats ReplayStats
+			var err error
+			stats, n, err = redrive(ctx, r.Store, s, keys, func() bool { return r.Owns(shard) })
+			if stats.Events > 0 {
+				log.Info("re-drove parked events", zap.String("sink", s.Name()), zap.String("shard", shard),
+					zap.Int("letters", stats.Letters), zap.Int("events", stats.Events))
+				if r.redriven != nil {
+					r.redriven.WithLabelValues(s.Name()).Add(float64(stats.Events))
+				}
+			}
+			if err != nil && ctx.Err() == nil {
+				log.Warn("re-drive stopped; next pass tries again", zap.String("sink", s.Name()), zap.String("shard", shard), zap.Error(err))
 			}
 		}
-		if err != nil && ctx.Err() == nil {
-			log.Warn("re-drive stopped; next pass tries again", zap.String("sink", s.Name()), zap.String("shard", shard), zap.Error(err))
+		left += n
+		// The letters left are the last n, in order: the oldest written
+		// among them is the age to report.
+		for _, l := range listed[len(listed)-n:] {
+			if !l.Modified.IsZero() && (oldest.IsZero() || l.Modified.Before(oldest)) {
+				oldest = l.Modified
+			}
 		}
 	}
 	if r.backlog != nil {
 		r.backlog.WithLabelValues(s.Name()).Set(float64(left))
+	}
+	if r.oldest != nil {
+		age := 0.0
+		if !oldest.IsZero() {
+			age = max(0, time.Since(oldest).Seconds())
+		}
+		r.oldest.WithLabelValues(s.Name()).Set(age)
 	}
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 
 	"github.com/buildtelemetry/pipeline/processor"
@@ -44,11 +46,20 @@ func TestRedrivePassOrderAndOwnership(t *testing.T) {
 		Healthy: func(string) bool { return healthy },
 		Shards:  func() []string { return []string{"mine"} },
 		Owns:    func(string) bool { return true }}
+	reg := prometheus.NewRegistry()
+	if err := r.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // the letters get an age
 	if err := r.pass(ctx, sink, zap.NewNop()); err != nil {
 		t.Fatal(err)
 	}
 	if got := sink.raws(); len(got) != 0 {
 		t.Fatalf("breaker open, yet %d events re-driven", len(got))
+	}
+	backlog, age := testutil.ToFloat64(r.backlog.WithLabelValues("seg")), testutil.ToFloat64(r.oldest.WithLabelValues("seg"))
+	if backlog != 2 || age < 0.02 {
+		t.Errorf("breaker open: backlog %v, oldest letter %v s; want the 2 letters of my shard, at least 0.02 s old", backlog, age)
 	}
 	healthy = true
 	if err := r.pass(ctx, sink, zap.NewNop()); err != nil {
@@ -60,6 +71,9 @@ func TestRedrivePassOrderAndOwnership(t *testing.T) {
 	}
 	if want := []string{"mine-50", "mine-51", "mine-100", "mine-101"}; !slices.Equal(ids, want) {
 		t.Errorf("re-drove %v, want %v (sequence order across reasons)", ids, want)
+	}
+	if backlog, age := testutil.ToFloat64(r.backlog.WithLabelValues("seg")), testutil.ToFloat64(r.oldest.WithLabelValues("seg")); backlog != 0 || age != 0 {
+		t.Errorf("after the re-drive: backlog %v, oldest letter %v s; want 0 and 0", backlog, age)
 	}
 	for reason, want := range map[string]int{processor.ReasonPermanent: 1, processor.ReasonBreakerOpen: 1, processor.ReasonRetriesExhausted: 0} {
 		keys, err := store.List(ctx, "seg", reason)

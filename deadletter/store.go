@@ -263,6 +263,28 @@ func (s *Store) Park(ctx context.Context, l processor.Letter) error {
 // reason, stream, shard and sequence number). An empty reason lists every
 // reason. Objects under the prefix that are not letter keys are left out.
 func (s *Store) List(ctx context.Context, sink, reason string) ([]string, error) {
+	listed, err := s.ListLetters(ctx, sink, reason)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(listed))
+	for i, l := range listed {
+		keys[i] = l.Key
+	}
+	return keys, nil
+}
+
+// Listed is a letter as a listing shows it.
+type Listed struct {
+	Key string
+	// Modified is when the object was last written (parked, or rewritten
+	// by a replay); zero if the store did not say.
+	Modified time.Time
+}
+
+// ListLetters is List with each letter's time: what the re-drive's
+// oldest-letter metric needs, in the same one listing.
+func (s *Store) ListLetters(ctx context.Context, sink, reason string) ([]Listed, error) {
 	if sink == "" || strings.Contains(sink, "/") {
 		return nil, fmt.Errorf("deadletter: list letters: invalid sink %q", sink)
 	}
@@ -273,7 +295,7 @@ func (s *Store) List(ctx context.Context, sink, reason string) ([]string, error)
 	if reason != "" {
 		prefix += reason + "/"
 	}
-	var keys []string
+	var out []Listed
 	p := s3.NewListObjectsV2Paginator(s.api, &s3.ListObjectsV2Input{
 		Bucket:  aws.String(s.bucket),
 		Prefix:  aws.String(prefix),
@@ -287,12 +309,12 @@ func (s *Store) List(ctx context.Context, sink, reason string) ([]string, error)
 		for _, o := range page.Contents {
 			if k := aws.ToString(o.Key); k != "" {
 				if _, ok := s.parseKey(k); ok {
-					keys = append(keys, k)
+					out = append(out, Listed{Key: k, Modified: aws.ToTime(o.LastModified)})
 				}
 			}
 		}
 	}
-	return keys, nil
+	return out, nil
 }
 
 // Read returns the letter stored under key: its identity from the key,
