@@ -486,26 +486,39 @@ func testReplayOrder(t *testing.T, newEnv func(*testing.T) env) {
 	checkCounts(t, e, expected(tracks))
 }
 
+// parkedRange is the shape of the parking scenarios: the first counted
+// records are counted live; then park parks a range (or fails to note
+// it) and returns its letter and records; a new writer counts the
+// records from resume on live; the letter is re-driven; and the counts
+// must be exact.
+func parkedRange(t *testing.T, newEnv func(*testing.T) env, seed uint64, counted, resume int,
+	park func(ctx context.Context, e env, s *Sink, recs []processor.Record) (processor.LetterID, []processor.Record)) {
+	ctx := context.Background()
+	e := newEnv(t)
+	evs, tracks := corpusEvents(t, 2000, seed)
+	recs := toRecords(evs)
+	s := newSink(t, e.api, e.table, 0)
+	if err := writeBatches(ctx, open(t, s, shard0), recs[:counted], 50); err != nil {
+		t.Fatal(err)
+	}
+	id, parked := park(ctx, e, s, recs)
+	if err := writeBatches(ctx, open(t, s, shard0), recs[resume:], 70); err != nil {
+		t.Fatal(err)
+	}
+	replayInto(t, s, id, parked)
+	checkCounts(t, e, expected(tracks))
+}
+
 // testCrashBeforeNote: a range is parked, and the worker dies before the
 // sink learned of it (its note unrecorded, its watermark in the lease row
 // below the range). The next lease delivers the range live; the letter's
 // replay must then add nothing.
 func testCrashBeforeNote(t *testing.T, newEnv func(*testing.T) env) {
-	ctx := context.Background()
-	e := newEnv(t)
-	evs, tracks := corpusEvents(t, 2000, 9)
-	recs := toRecords(evs)
-	s := newSink(t, e.api, e.table, 0)
-	if err := writeBatches(ctx, open(t, s, shard0), recs[:200], 50); err != nil {
-		t.Fatal(err)
-	}
-	id := processor.LetterID{Shard: shard0, Reason: processor.ReasonBreakerOpen, FirstSeq: recs[200].SequenceNumber, LastSeq: recs[299].SequenceNumber}
-	_ = s.ParkNote(shard0, id, recs[200:300]) // never recorded: the crash
-	if err := writeBatches(ctx, open(t, s, shard0), recs[150:], 60); err != nil {
-		t.Fatal(err)
-	}
-	replayInto(t, s, id, recs[200:300])
-	checkCounts(t, e, expected(tracks))
+	parkedRange(t, newEnv, 9, 200, 150, func(_ context.Context, _ env, s *Sink, recs []processor.Record) (processor.LetterID, []processor.Record) {
+		id := processor.LetterID{Shard: shard0, Reason: processor.ReasonBreakerOpen, FirstSeq: recs[200].SequenceNumber, LastSeq: recs[299].SequenceNumber}
+		_ = s.ParkNote(shard0, id, recs[200:300]) // never recorded: the crash
+		return id, recs[200:300]
+	})
 }
 
 // testPartialThenParked: a window fails after some of its items were
@@ -513,46 +526,24 @@ func testCrashBeforeNote(t *testing.T, newEnv func(*testing.T) env) {
 // in each item only what it had not counted. (A replay of its own once
 // counted the updated items' share twice.)
 func testPartialThenParked(t *testing.T, newEnv func(*testing.T) env) {
-	ctx := context.Background()
-	e := newEnv(t)
-	evs, tracks := corpusEvents(t, 2000, 10)
-	recs := toRecords(evs)
-	s := newSink(t, e.api, e.table, 0)
-	if err := writeBatches(ctx, open(t, s, shard0), recs[:200], 50); err != nil {
-		t.Fatal(err)
-	}
-	// The window of records 200..349 gets 5 item updates through, then
-	// DynamoDB fails (one response lost after it applied).
-	flaky := newSink(t, newFlaky(e.api, 5, true), e.table, 1)
-	if err := open(t, flaky, shard0).Write(ctx, recs[200:350]); !errors.Is(err, errInjected) {
-		t.Fatalf("got %v, want the injected failure", err)
-	}
-	id := park(t, s, processor.ReasonRetriesExhausted, recs[200:350])
-	if err := writeBatches(ctx, open(t, s, shard0), recs[350:], 80); err != nil {
-		t.Fatal(err)
-	}
-	replayInto(t, s, id, recs[200:350])
-	checkCounts(t, e, expected(tracks))
+	parkedRange(t, newEnv, 10, 200, 350, func(ctx context.Context, e env, s *Sink, recs []processor.Record) (processor.LetterID, []processor.Record) {
+		// The window of records 200..349 gets 5 item updates through,
+		// then DynamoDB fails (one response lost after it applied).
+		flaky := newSink(t, newFlaky(e.api, 5, true), e.table, 1)
+		if err := open(t, flaky, shard0).Write(ctx, recs[200:350]); !errors.Is(err, errInjected) {
+			t.Fatalf("got %v, want the injected failure", err)
+		}
+		return park(t, s, processor.ReasonRetriesExhausted, recs[200:350]), recs[200:350]
+	})
 }
 
 // testOverlappingLetter: a zombie (the previous lease holder) parks a
 // range whose first part the new holder has counted already: the hole
 // starts at the item's watermark, and the replay counts only the rest.
 func testOverlappingLetter(t *testing.T, newEnv func(*testing.T) env) {
-	ctx := context.Background()
-	e := newEnv(t)
-	evs, tracks := corpusEvents(t, 2000, 12)
-	recs := toRecords(evs)
-	s := newSink(t, e.api, e.table, 0)
-	if err := writeBatches(ctx, open(t, s, shard0), recs[:260], 50); err != nil {
-		t.Fatal(err)
-	}
-	id := park(t, s, processor.ReasonBreakerOpen, recs[200:350])
-	if err := writeBatches(ctx, open(t, s, shard0), recs[350:], 80); err != nil {
-		t.Fatal(err)
-	}
-	replayInto(t, s, id, recs[200:350])
-	checkCounts(t, e, expected(tracks))
+	parkedRange(t, newEnv, 12, 260, 350, func(_ context.Context, _ env, s *Sink, recs []processor.Record) (processor.LetterID, []processor.Record) {
+		return park(t, s, processor.ReasonBreakerOpen, recs[200:350]), recs[200:350]
+	})
 }
 
 // testWindows: with the default window, Writes hold their records (Durable
