@@ -19,6 +19,7 @@ require (
 	github.com/vmware/vmware-go-kcl-v2 v1.0.0
 	go.uber.org/zap v1.28.0
 	golang.org/x/sync v0.25.0
+	golang.org/x/time v0.16.0
 )
 
 require (

@@ -204,6 +204,9 @@ type Meta struct {
 	// Library names the client when the event's context does not, taken
 	// from the legacy X-Netlify-Client headers.
 	LibraryName, LibraryVersion string
+	// IP is the client's address, set as context.ip on events whose
+	// client did not set it; empty sets nothing.
+	IP string
 }
 
 // Normalizer turns decoded requests into events. The zero value is ready to
@@ -327,7 +330,20 @@ func (n *Normalizer) normalizeOne(r *Request, raw json.RawMessage, idx int, meta
 		return nil, invalid(idx, FieldIntegrations, "%v", err)
 	}
 	if meta.LibraryName != "" {
-		if err := setLibrary(f, meta.LibraryName, meta.LibraryVersion); err != nil {
+		lib, err := json.Marshal(map[string]string{"name": meta.LibraryName, "version": meta.LibraryVersion})
+		if err != nil {
+			return nil, err
+		}
+		if err := setContextDefault(f, "library", lib); err != nil {
+			return nil, invalid(idx, FieldContext, "%v", err)
+		}
+	}
+	if meta.IP != "" {
+		ip, err := json.Marshal(meta.IP)
+		if err != nil {
+			return nil, err
+		}
+		if err := setContextDefault(f, "ip", ip); err != nil {
 			return nil, invalid(idx, FieldContext, "%v", err)
 		}
 	}
@@ -583,22 +599,22 @@ func mergeObject(f map[string]json.RawMessage, name string, batch json.RawMessag
 	return nil
 }
 
-// setLibrary fills context.library when the event does not name its client.
-func setLibrary(f map[string]json.RawMessage, name, version string) error {
-	ctx := map[string]json.RawMessage{}
-	if v, ok := f[FieldContext]; ok {
-		if err := json.Unmarshal(v, &ctx); err != nil {
-			return errors.New("want an object")
-		}
-	}
-	if _, ok := ctx["library"]; ok {
+// setContextDefault sets context.<key> to value unless the event's
+// context has it: what a client sets is never overwritten.
+func setContextDefault(f map[string]json.RawMessage, key string, value json.RawMessage) error {
+	v, ok := f[FieldContext]
+	if !ok {
+		f[FieldContext] = append(append(append(append([]byte(`{"`), key...), `":`...), value...), '}')
 		return nil
 	}
-	lib, err := json.Marshal(map[string]string{"name": name, "version": version})
-	if err != nil {
-		return err
+	ctx := map[string]json.RawMessage{}
+	if err := json.Unmarshal(v, &ctx); err != nil {
+		return errors.New("want an object")
 	}
-	ctx["library"] = lib
+	if _, ok := ctx[key]; ok {
+		return nil
+	}
+	ctx[key] = value
 	b, err := json.Marshal(ctx)
 	if err != nil {
 		return err

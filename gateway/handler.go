@@ -13,10 +13,12 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -38,6 +40,11 @@ const (
 	DefaultAckTimeout = 8 * time.Second
 	// DefaultRetryAfter is the Retry-After sent with 429 and 503.
 	DefaultRetryAfter = time.Second
+	// DefaultBodyTimeout bounds the reading of one request body, so that
+	// a client sending its body a byte at a time cannot hold a connection
+	// (a goroutine and up to MaxRequestBytes) for long: 500 KB in 30 s is
+	// 17 KB/s, slower than any build machine's link.
+	DefaultBodyTimeout = 30 * time.Second
 )
 
 // EventWriter writes messages to the stream; Write returns nil only once
@@ -63,8 +70,28 @@ type Config struct {
 	AckTimeout time.Duration
 	// RetryAfter is sent with 429 and 503 answers (DefaultRetryAfter).
 	RetryAfter time.Duration
+	// BodyTimeout bounds the reading of a request body, from the end of
+	// its headers (DefaultBodyTimeout); the connection is cut after it.
+	BodyTimeout time.Duration
+	// CORSOrigins are the origins browsers may post from; empty or "*"
+	// allows any (the write key, not the origin, authorises a request).
+	// Credentials are never allowed: nothing here uses cookies.
+	CORSOrigins []string
+	// TrustedProxies is how many proxies in front of the gateway append
+	// to X-Forwarded-For (a load balancer: 1): the client's address is the
+	// entry that many from the end. 0 uses the connection's address.
+	TrustedProxies int
+	// TruncateIP keeps only the network of the client's address in
+	// context.ip (IPv4 /24, IPv6 /48), for privacy.
+	TruncateIP bool
+	// KeyRate, when positive, limits each write key's source to that many
+	// events a second on average, with bursts of KeyBurst events (at
+	// least the largest request): a public browser key cannot take the
+	// shared buffer from everyone. Over it, the request gets 429.
+	KeyRate  float64
+	KeyBurst int
 	// Ready reports whether the gateway can take traffic (/readyz); nil
-	// means always ready.
+	// means always ready. Its error is logged, never sent.
 	Ready func(context.Context) error
 	// Registerer receives the handler's metrics; nil means unregistered.
 	Registerer prometheus.Registerer
@@ -75,7 +102,10 @@ type Config struct {
 // Handler serves the gateway's HTTP API. It is safe for concurrent use.
 type Handler struct {
 	cfg     Config
-	keys    *WriteKeys
+	keys    atomic.Pointer[WriteKeys]
+	limits  *keyLimits
+	origins map[string]bool // nil: any
+	ready   atomic.Bool     // the last readiness answer, to log changes
 	w       EventWriter
 	log     *zap.Logger
 	norm    event.Normalizer
@@ -108,14 +138,31 @@ func NewHandler(w EventWriter, cfg Config, log *zap.Logger) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	keys, err := NewWriteKeys(cfg.WriteKeys)
-	if err != nil {
-		return nil, fmt.Errorf("configure write keys: %w", err)
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
 	}
-	if keys.Len() == 0 && cfg.LegacySource == "" {
-		return nil, errors.New("configure write keys: none configured, no request could be accepted")
+	if cfg.TrustedProxies < 0 || cfg.KeyRate < 0 || cfg.KeyBurst < 0 {
+		return nil, fmt.Errorf("configure handler: TrustedProxies %d, KeyRate %g and KeyBurst %d must not be negative", cfg.TrustedProxies, cfg.KeyRate, cfg.KeyBurst)
 	}
-	h := &Handler{cfg: cfg, keys: keys, w: w, log: log, mux: http.NewServeMux(), metrics: newHandlerMetrics(cfg.Registerer)}
+	h := &Handler{cfg: cfg, w: w, log: log, mux: http.NewServeMux(), metrics: newHandlerMetrics(cfg.Registerer)}
+	if err := h.SetWriteKeys(cfg.WriteKeys); err != nil {
+		return nil, err
+	}
+	h.ready.Store(true)
+	if cfg.KeyRate > 0 {
+		h.limits = newKeyLimits(cfg.KeyRate, max(cfg.KeyBurst, 1))
+	}
+	for _, o := range cfg.CORSOrigins {
+		if o = strings.TrimSpace(o); o == "*" {
+			h.origins = nil
+			break
+		} else if o != "" {
+			if h.origins == nil {
+				h.origins = map[string]bool{}
+			}
+			h.origins[strings.TrimSuffix(o, "/")] = true
+		}
+	}
 	h.bufs.New = func() any { return new(bytes.Buffer) }
 
 	ingest := map[string]route{}
@@ -142,11 +189,26 @@ func NewHandler(w EventWriter, cfg Config, log *zap.Logger) (*Handler, error) {
 	return h, nil
 }
 
+// SetWriteKeys replaces the accepted write keys (key to source), as a
+// reload of the mounted key file does; requests in flight finish with the
+// keys they started with.
+func (h *Handler) SetWriteKeys(keys map[string]string) error {
+	wk, err := NewWriteKeys(keys)
+	if err != nil {
+		return fmt.Errorf("configure write keys: %w", err)
+	}
+	if wk.Len() == 0 && h.cfg.LegacySource == "" {
+		return errors.New("configure write keys: none configured, no request could be accepted")
+	}
+	h.keys.Store(wk)
+	return nil
+}
+
 // ServeHTTP routes a request. Unknown paths get 404 and known paths with
 // the wrong method 405, both as JSON with a message.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if origin := r.Header.Get("Origin"); origin != "" {
-		setCORS(w.Header(), origin)
+		h.setCORS(w.Header(), origin)
 	}
 	_, pattern := h.mux.Handler(r)
 	if pattern == "" {
@@ -175,12 +237,19 @@ func (s *statusProbe) Header() http.Header         { return s.header }
 func (s *statusProbe) Write(b []byte) (int, error) { return len(b), nil }
 func (s *statusProbe) WriteHeader(code int)        { s.status = code }
 
-// setCORS lets browsers running analytics.js post from any page: the
-// write key, not the origin, is what authorises a request.
-func setCORS(h http.Header, origin string) {
-	h.Set("Access-Control-Allow-Origin", origin)
-	h.Set("Access-Control-Allow-Credentials", "true")
-	h.Add("Vary", "Origin")
+// setCORS lets browsers running analytics.js post from the allowed
+// origins (any by default: the write key, not the origin, is what
+// authorises a request). No credentials: nothing here uses cookies, and
+// a reflected origin with credentials would let any page send them.
+func (h *Handler) setCORS(hdr http.Header, origin string) {
+	if h.origins == nil {
+		hdr.Set("Access-Control-Allow-Origin", "*")
+		return
+	}
+	hdr.Add("Vary", "Origin")
+	if h.origins[strings.TrimSuffix(origin, "/")] {
+		hdr.Set("Access-Control-Allow-Origin", origin)
+	}
 }
 
 func (h *Handler) preflight(w http.ResponseWriter, r *http.Request) {
@@ -188,20 +257,26 @@ func (h *Handler) preflight(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
 	hdr.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Content-Encoding, X-Retry-Count")
 	hdr.Set("Access-Control-Max-Age", "86400")
-	if hdr.Get("Access-Control-Allow-Origin") == "" {
-		hdr.Set("Access-Control-Allow-Origin", "*")
-	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// readyz answers on the public port, so it says nothing of why: an
+// upstream error can name the account and role. The reason is logged
+// when readiness changes.
 func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.Ready != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := h.cfg.Ready(ctx); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "error": err.Error()})
+			if h.ready.Swap(false) {
+				h.log.Warn("not ready", zap.Error(err))
+			}
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable"})
 			return
 		}
+	}
+	if !h.ready.Swap(true) {
+		h.log.Info("ready again")
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
 }
@@ -212,12 +287,21 @@ type httpError struct {
 	msg    string
 }
 
+// waitError is an httpError whose client should wait longer than the
+// configured RetryAfter.
+type waitError struct {
+	*httpError
+	wait time.Duration
+}
+
+func (e *waitError) Unwrap() error { return e.httpError }
+
 func (e *httpError) Error() string { return e.msg }
 
 func (h *Handler) ingest(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		n, err := h.accept(r, rt)
+		n, err := h.accept(w, r, rt)
 		var he *httpError
 		switch {
 		case err == nil:
@@ -231,7 +315,12 @@ func (h *Handler) ingest(rt route) http.Handler {
 			h.log.Error("ingest failed", zap.String("route", rt.name), zap.Error(err))
 		}
 		if he.status == http.StatusTooManyRequests || he.status == http.StatusServiceUnavailable {
-			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(h.cfg.RetryAfter.Seconds()))))
+			wait := h.cfg.RetryAfter
+			var we *waitError
+			if errors.As(err, &we) {
+				wait = max(wait, we.wait)
+			}
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 		}
 		h.fail(w, rt.name, he.status, he.msg)
 		h.metrics.observe(rt.name, he.status, start)
@@ -245,11 +334,12 @@ func (h *Handler) fail(w http.ResponseWriter, route string, status int, msg stri
 
 // accept runs one ingest request to its end and returns the number of
 // events written.
-func (h *Handler) accept(r *http.Request, rt route) (int, error) {
+func (h *Handler) accept(w http.ResponseWriter, r *http.Request, rt route) (int, error) {
+	keys := h.keys.Load()
 	headerKey, hasHeaderKey := basicUser(r)
 	var source string
 	if hasHeaderKey {
-		src, ok := h.keys.Lookup(headerKey)
+		src, ok := keys.Lookup(headerKey)
 		if !ok {
 			// Fail before reading the body: an unknown key costs us nothing.
 			return 0, &httpError{http.StatusUnauthorized, "unknown write key"}
@@ -264,7 +354,7 @@ func (h *Handler) accept(r *http.Request, rt route) (int, error) {
 			h.bufs.Put(buf)
 		}
 	}()
-	if err := h.readBody(r, buf); err != nil {
+	if err := h.readBody(w, r, buf); err != nil {
 		return 0, err
 	}
 	body := buf.Bytes()
@@ -279,7 +369,7 @@ func (h *Handler) accept(r *http.Request, rt route) (int, error) {
 	if !hasHeaderKey {
 		switch {
 		case req.WriteKey != "":
-			src, ok := h.keys.Lookup(req.WriteKey)
+			src, ok := keys.Lookup(req.WriteKey)
 			if !ok {
 				return 0, &httpError{http.StatusUnauthorized, "unknown write key"}
 			}
@@ -290,7 +380,7 @@ func (h *Handler) accept(r *http.Request, rt route) (int, error) {
 			return 0, &httpError{http.StatusUnauthorized, "missing write key: send it as the Basic auth user or as writeKey in the body"}
 		}
 	}
-	meta := event.Meta{Source: source, ReceivedAt: h.cfg.Now()}
+	meta := event.Meta{Source: source, ReceivedAt: h.cfg.Now(), IP: clientIP(r, h.cfg.TrustedProxies, h.cfg.TruncateIP)}
 	if rt.shape == event.Legacy {
 		meta.LibraryName = r.Header.Get("X-Netlify-Client")
 		meta.LibraryVersion = r.Header.Get("X-Netlify-Client-Version")
@@ -298,6 +388,12 @@ func (h *Handler) accept(r *http.Request, rt route) (int, error) {
 	events, err := h.norm.Normalize(req, meta)
 	if err != nil {
 		return 0, validationHTTPError(err)
+	}
+	if h.limits != nil {
+		if wait, ok := h.limits.take(source, len(events), h.cfg.Now()); !ok {
+			h.metrics.rateLimited.WithLabelValues(source).Add(float64(len(events)))
+			return 0, &waitError{&httpError{http.StatusTooManyRequests, "write key over its rate limit, retry later"}, wait}
+		}
 	}
 	msgs := make([]Message, len(events))
 	for i, e := range events {
@@ -346,12 +442,17 @@ func validationHTTPError(err error) error {
 // readBody reads the (possibly gzipped) body into buf, bounded by
 // MaxRequestBytes both before and after decompression: a gzip bomb is cut
 // off at the limit, never inflated in full.
-func (h *Handler) readBody(r *http.Request, buf *bytes.Buffer) error {
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) error {
 	limit := int64(h.cfg.MaxRequestBytes)
 	tooLarge := &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over the limit of %d bytes", limit)}
 	if r.ContentLength > limit {
 		return tooLarge
 	}
+	// A deadline on the body, from now: ReadHeaderTimeout covered the
+	// headers. A slow client is cut off; its connection closes.
+	// (Writers that cannot take a deadline, as in handler tests, go
+	// without.)
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.cfg.BodyTimeout))
 	var src io.Reader = http.MaxBytesReader(nil, r.Body, limit)
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
@@ -379,6 +480,9 @@ func gzipError(err error, tooLarge error) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return tooLarge
+	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return &httpError{http.StatusRequestTimeout, "request body not received within the body timeout"}
 	}
 	if errors.Is(err, gzip.ErrHeader) || errors.Is(err, gzip.ErrChecksum) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return &httpError{http.StatusBadRequest, fmt.Sprintf("body is not valid gzip: %v", err)}

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 
 	"github.com/buildtelemetry/pipeline/event"
@@ -293,24 +296,42 @@ func TestIngestBackpressure(t *testing.T) {
 	}
 }
 
-func TestCORSPreflight(t *testing.T) {
-	h := newTestHandler(t, &fakeWriter{})
-	rec := do(t, h, req{method: "OPTIONS", path: "/v1/i", header: map[string]string{
+// CORS: any origin by default, as "*" and never with credentials; with
+// a list, only those origins, reflected.
+func TestCORS(t *testing.T) {
+	preflight := req{method: "OPTIONS", path: "/v1/i", header: map[string]string{
 		"Origin": "http://127.0.0.1:18130", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization",
-	}})
-	if rec.Code != http.StatusNoContent {
-		t.Fatalf("status %d", rec.Code)
+	}}
+	post := func(origin string) req {
+		return req{path: "/v1/t", body: `{"userId":"u","event":"e"}`, header: map[string]string{"Authorization": basic(testKey), "Origin": origin}}
 	}
+	h := newTestHandler(t, &fakeWriter{})
+	rec := do(t, h, preflight)
 	hdr := rec.Header()
-	if hdr.Get("Access-Control-Allow-Origin") != "http://127.0.0.1:18130" || !strings.Contains(strings.ToLower(hdr.Get("Access-Control-Allow-Headers")), "authorization") {
-		t.Errorf("preflight headers %v", hdr)
+	if rec.Code != http.StatusNoContent || hdr.Get("Access-Control-Allow-Origin") != "*" || !strings.Contains(strings.ToLower(hdr.Get("Access-Control-Allow-Headers")), "authorization") {
+		t.Errorf("preflight: %d %v", rec.Code, hdr)
 	}
-	rec = do(t, h, req{path: "/v1/t", body: `{"userId":"u","event":"e"}`, header: map[string]string{"Authorization": basic(testKey), "Origin": "https://example.com"}})
-	if rec.Header().Get("Access-Control-Allow-Origin") != "https://example.com" {
-		t.Errorf("POST lacks CORS headers: %v", rec.Header())
+	rec = do(t, h, post("https://example.com"))
+	if rec.Header().Get("Access-Control-Allow-Origin") != "*" || rec.Header().Get("Access-Control-Allow-Credentials") != "" {
+		t.Errorf("POST from any origin: %v; want * without credentials", rec.Header())
+	}
+
+	h, err := NewHandler(&fakeWriter{}, Config{WriteKeys: map[string]string{testKey: "s"}, CORSOrigins: []string{"https://app.example.com/", "http://127.0.0.1:18130"}}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := do(t, h, preflight).Header().Get("Access-Control-Allow-Origin"); got != "http://127.0.0.1:18130" {
+		t.Errorf("preflight from a listed origin: Allow-Origin %q", got)
+	}
+	if rec := do(t, h, post("https://app.example.com")); rec.Header().Get("Access-Control-Allow-Origin") != "https://app.example.com" || rec.Header().Get("Access-Control-Allow-Credentials") != "" {
+		t.Errorf("POST from a listed origin: %v", rec.Header())
+	}
+	if rec := do(t, h, post("https://evil.example.com")); rec.Header().Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("POST from an unlisted origin allowed: %v", rec.Header())
 	}
 }
 
+// /readyz answers on the public port: it never says why it is not ready.
 func TestHealth(t *testing.T) {
 	var readyErr error
 	h, err := NewHandler(&fakeWriter{}, Config{WriteKeys: map[string]string{"k": "s"}, Ready: func(context.Context) error { return readyErr }}, zap.NewNop())
@@ -323,9 +344,120 @@ func TestHealth(t *testing.T) {
 	if rec := do(t, h, req{method: "GET", path: "/readyz"}); rec.Code != 200 {
 		t.Errorf("readyz %d", rec.Code)
 	}
-	readyErr = errors.New("draining")
-	if rec := do(t, h, req{method: "GET", path: "/readyz"}); rec.Code != 503 || !strings.Contains(rec.Body.String(), "draining") {
-		t.Errorf("readyz when not ready: %d %s", rec.Code, rec.Body)
+	readyErr = errors.New("describe stream: AccessDenied: arn:aws:iam::123456789012:role/gateway")
+	if rec := do(t, h, req{method: "GET", path: "/readyz"}); rec.Code != 503 || strings.Contains(rec.Body.String(), "AccessDenied") || strings.Contains(rec.Body.String(), "1234") {
+		t.Errorf("readyz when not ready: %d %s; want 503 without the error", rec.Code, rec.Body)
+	}
+}
+
+// context.ip: from the connection, or the entry of X-Forwarded-For that
+// the trusted proxies put there; never over what the client set; and
+// truncated to its network on request.
+func TestClientIP(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		trusted  int
+		truncate bool
+		xff      []string
+		body     string
+		want     string
+	}{
+		{name: "connection", want: "192.0.2.7"},
+		{name: "forwarded header ignored without trusted proxies", xff: []string{"203.0.113.9"}, want: "192.0.2.7"},
+		{name: "one trusted proxy", trusted: 1, xff: []string{"10.9.9.9, 203.0.113.9"}, want: "203.0.113.9"},
+		{name: "two trusted proxies, two headers", trusted: 2, xff: []string{"1.1.1.1, 203.0.113.9", "10.0.0.2"}, want: "203.0.113.9"},
+		{name: "fewer hops than proxies", trusted: 3, xff: []string{"203.0.113.9"}, want: "192.0.2.7"},
+		{name: "truncated IPv4", trusted: 1, truncate: true, xff: []string{"203.0.113.9"}, want: "203.0.113.0"},
+		{name: "truncated IPv6", trusted: 1, truncate: true, xff: []string{"2001:db8:abcd:12::1"}, want: "2001:db8:abcd::"},
+		{name: "client's own", body: `{"userId":"u","event":"e","context":{"ip":"198.51.100.1"}}`, want: "198.51.100.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &fakeWriter{}
+			h, err := NewHandler(w, Config{WriteKeys: map[string]string{testKey: "s"}, TrustedProxies: tc.trusted, TruncateIP: tc.truncate}, zap.NewNop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := tc.body
+			if body == "" {
+				body = `{"userId":"u","event":"e"}`
+			}
+			r := httptest.NewRequest("POST", "/v1/track", strings.NewReader(body))
+			r.RemoteAddr = "192.0.2.7:41234"
+			r.Header.Set("Authorization", basic(testKey))
+			for _, v := range tc.xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			if rec.Code != 200 {
+				t.Fatalf("status %d: %s", rec.Code, rec.Body)
+			}
+			e := w.events(t)[0]
+			if got, _ := e.LookupString("context.ip"); got != tc.want {
+				t.Errorf("context.ip = %v, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// Per-key rate limits: a source over its rate gets 429 with a Retry-After
+// of when its bucket holds the request again, counted per source; other
+// sources are not affected.
+func TestKeyRateLimit(t *testing.T) {
+	now := time.Date(2026, 11, 27, 22, 0, 0, 0, time.UTC)
+	reg := prometheus.NewRegistry()
+	h, err := NewHandler(&fakeWriter{}, Config{WriteKeys: map[string]string{testKey: "browser", "other-key": "ci"},
+		KeyRate: 10, KeyBurst: 20, Registerer: reg, Now: func() time.Time { return now }}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := func(key string, n int) *httptest.ResponseRecorder {
+		items := make([]string, n)
+		for i := range items {
+			items[i] = fmt.Sprintf(`{"type":"track","userId":"u","event":"e","messageId":"m%d"}`, i)
+		}
+		return do(t, h, req{path: "/v1/batch", body: `{"batch":[` + strings.Join(items, ",") + `]}`, header: map[string]string{"Authorization": basic(key)}})
+	}
+	if rec := batch(testKey, 15); rec.Code != 200 {
+		t.Fatalf("first 15 events: %d", rec.Code)
+	}
+	rec := batch(testKey, 15)
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") != "1" {
+		t.Errorf("15 more at once: %d, Retry-After %q; want 429 and 1 (10 tokens short at 10/s)", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	if rec := batch("other-key", 15); rec.Code != 200 {
+		t.Errorf("another source: %d, want 200", rec.Code)
+	}
+	if rec := batch(testKey, 30); rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") != "3" {
+		t.Errorf("30 events, more than a full bucket: %d, Retry-After %q; want 429 and 3", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	now = now.Add(time.Second)
+	if rec := batch(testKey, 15); rec.Code != 200 {
+		t.Errorf("a second later: %d, want 200", rec.Code)
+	}
+	if got := testutil.ToFloat64(h.metrics.rateLimited.WithLabelValues("browser")); got != 45 {
+		t.Errorf("rate-limited events of browser = %v, want 45", got)
+	}
+}
+
+// Write keys can be replaced while serving: the old key stops working,
+// the new one works.
+func TestSetWriteKeys(t *testing.T) {
+	h := newTestHandler(t, &fakeWriter{})
+	send := func(key string) int {
+		return do(t, h, req{path: "/v1/t", body: `{"userId":"u","event":"e"}`, header: map[string]string{"Authorization": basic(key)}}).Code
+	}
+	if err := h.SetWriteKeys(map[string]string{"rotated": "test-source"}); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := send(testKey), send("rotated"); a != 401 || b != 200 {
+		t.Errorf("after rotation: old key %d, new key %d; want 401 and 200", a, b)
+	}
+	if err := h.SetWriteKeys(map[string]string{"": "x"}); err == nil {
+		t.Error("an empty key accepted")
+	}
+	if send("rotated") != 200 {
+		t.Error("a rejected reload replaced the keys")
 	}
 }
 

@@ -14,6 +14,9 @@ type handlerMetrics struct {
 	events    *prometheus.CounterVec
 	rejected  *prometheus.CounterVec
 	bodyBytes prometheus.Histogram
+	// rateLimited counts the events refused by a write key's rate limit,
+	// by source.
+	rateLimited *prometheus.CounterVec
 }
 
 func newHandlerMetrics(reg prometheus.Registerer) *handlerMetrics {
@@ -35,9 +38,12 @@ func newHandlerMetrics(reg prometheus.Registerer) *handlerMetrics {
 			Name: "gateway_http_body_bytes", Help: "Decompressed request body sizes.",
 			Buckets: prometheus.ExponentialBuckets(256, 4, 8),
 		}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_http_rate_limited_events_total", Help: "Events answered 429 because their write key's source was over its rate limit, by source.",
+		}, []string{"source"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.events, m.rejected, m.bodyBytes)
+		reg.MustRegister(m.requests, m.duration, m.events, m.rejected, m.bodyBytes, m.rateLimited)
 	}
 	return m
 }

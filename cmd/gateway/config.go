@@ -35,6 +35,17 @@ type config struct {
 	ShutdownTimeout time.Duration
 	LogLevel        string
 
+	ReadHeaderTimeout time.Duration
+	BodyTimeout       time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
+	CORSOrigins       string
+	TrustedProxies    int
+	TruncateIP        bool
+	KeyRate           float64
+	KeyBurst          int
+	KeysReload        time.Duration
+
 	// EnvVars lists every environment variable the gateway reads; the
 	// chart tests compare it with what the chart sets.
 	EnvVars []string
@@ -65,6 +76,16 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	fs.Duration(&c.DrainDelay, "drain-delay", "GATEWAY_DRAIN_DELAY", 0, "on SIGTERM, how long /readyz fails before the listener closes (let the load balancer notice)")
 	fs.Duration(&c.ShutdownTimeout, "shutdown-timeout", "GATEWAY_SHUTDOWN_TIMEOUT", 20*time.Second, "on SIGTERM, how long in-flight requests and buffered events get to finish")
 	fs.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	fs.Duration(&c.ReadHeaderTimeout, "read-header-timeout", "GATEWAY_READ_HEADER_TIMEOUT", 10*time.Second, "longest a client may take to send a request's headers")
+	fs.Duration(&c.BodyTimeout, "body-timeout", "GATEWAY_BODY_TIMEOUT", gateway.DefaultBodyTimeout, "longest a client may take to send a request's body; then the connection is cut")
+	fs.Duration(&c.IdleTimeout, "idle-timeout", "GATEWAY_IDLE_TIMEOUT", 120*time.Second, "how long an idle keep-alive connection stays open")
+	fs.Int(&c.MaxHeaderBytes, "max-header-bytes", "GATEWAY_MAX_HEADER_BYTES", 32<<10, "largest request headers accepted")
+	fs.String(&c.CORSOrigins, "cors-origins", "GATEWAY_CORS_ORIGINS", "*", "origins browsers may post from, comma-separated; * for any")
+	fs.Int(&c.TrustedProxies, "trusted-proxies", "GATEWAY_TRUSTED_PROXIES", 0, "proxies in front that append to X-Forwarded-For (a load balancer: 1); 0: context.ip is the connection's address")
+	fs.Bool(&c.TruncateIP, "truncate-ip", "GATEWAY_TRUNCATE_IP", false, "keep only the network of context.ip (IPv4 /24, IPv6 /48)")
+	fs.Float64(&c.KeyRate, "key-rate", "GATEWAY_KEY_RATE", 0, "events per second each write key's source may send on average; 0: unlimited")
+	fs.Int(&c.KeyBurst, "key-burst", "GATEWAY_KEY_BURST", 2000, "events a write key's source may send at once above its rate (at least the largest request)")
+	fs.Duration(&c.KeysReload, "write-keys-reload", "GATEWAY_WRITE_KEYS_RELOAD", 10*time.Second, "how often GATEWAY_WRITE_KEYS_FILE is read again for rotated keys; 0: never")
 	fs.BoolVar(&c.PrintEnv, "print-env", false, "print the environment variables the gateway reads, one per line, and exit")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -79,6 +100,21 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if c.Stream == "" {
 		errs = append(errs, errors.New("KINESIS_STREAM (-stream) is required"))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"GATEWAY_READ_HEADER_TIMEOUT", c.ReadHeaderTimeout}, {"GATEWAY_BODY_TIMEOUT", c.BodyTimeout}, {"GATEWAY_IDLE_TIMEOUT", c.IdleTimeout}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %s", d.name, d.v))
+		}
+	}
+	if c.MaxHeaderBytes < 1024 {
+		errs = append(errs, fmt.Errorf("GATEWAY_MAX_HEADER_BYTES must be at least 1024, got %d", c.MaxHeaderBytes))
+	}
+	if c.TrustedProxies < 0 || c.KeyRate < 0 || c.KeyBurst < 1 || c.KeysReload < 0 {
+		errs = append(errs, fmt.Errorf("GATEWAY_TRUSTED_PROXIES %d and GATEWAY_KEY_RATE %g must not be negative, GATEWAY_KEY_BURST %d must be positive, GATEWAY_WRITE_KEYS_RELOAD %s must not be negative",
+			c.TrustedProxies, c.KeyRate, c.KeyBurst, c.KeysReload))
 	}
 	return c, errors.Join(errs...)
 }

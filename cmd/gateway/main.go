@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"sync"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -85,19 +86,39 @@ func run(cfg config, log *zap.Logger) error {
 		return fmt.Errorf("create producer: %w", err)
 	}
 
+	// Readiness is this pod's: not while draining. Kinesis trouble is
+	// every pod's at once; it shows as 503 + Retry-After from the handler
+	// rather than as every pod leaving the load balancer together.
 	var draining atomic.Bool
-	ready := newReadiness(kc, cfg.Stream, &draining)
+	ready := func(context.Context) error {
+		if draining.Load() {
+			return errors.New("draining")
+		}
+		return nil
+	}
+	checkStream(ctx, kc, cfg.Stream, log)
 	handler, err := gateway.NewHandler(producer, gateway.Config{
 		WriteKeys:       keys,
 		LegacySource:    cfg.LegacySource,
 		MaxEventBytes:   cfg.MaxEventBytes,
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		AckTimeout:      cfg.AckTimeout,
-		Ready:           ready.check,
+		BodyTimeout:     cfg.BodyTimeout,
+		CORSOrigins:     strings.Split(cfg.CORSOrigins, ","),
+		TrustedProxies:  cfg.TrustedProxies,
+		TruncateIP:      cfg.TruncateIP,
+		KeyRate:         cfg.KeyRate,
+		KeyBurst:        cfg.KeyBurst,
+		Ready:           ready,
 		Registerer:      reg,
 	}, log.Named("http"))
 	if err != nil {
 		return err
+	}
+	reloadCtx, stopReload := context.WithCancel(ctx)
+	defer stopReload()
+	if cfg.WriteKeysFile != "" && cfg.KeysReload > 0 {
+		go reloadKeys(reloadCtx, cfg, handler, log)
 	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -108,7 +129,7 @@ func run(cfg config, log *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.MetricsAddr, err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.IdleTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	msrv := &http.Server{Handler: metricsMux, ReadHeaderTimeout: 10 * time.Second}
@@ -153,36 +174,51 @@ func run(cfg config, log *zap.Logger) error {
 	return errors.Join(errs...)
 }
 
-// readiness answers /readyz: not while draining, and only when Kinesis
-// answered DescribeStreamSummary recently. The result is cached so that
-// probes do not turn into a Kinesis control-plane load (5 calls/s limit).
-type readiness struct {
-	kc       *kinesis.Client
-	stream   string
-	draining *atomic.Bool
-
-	mu      sync.Mutex
-	checked time.Time
-	err     error
+// checkStream says at start whether the stream answers, in the log: a
+// wrong name or missing permission shows at once, without keeping the
+// gateway from starting (requests get 503 until it answers).
+func checkStream(ctx context.Context, kc *kinesis.Client, stream string, log *zap.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := kc.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)}); err != nil {
+		log.Error("stream does not answer; requests get 503 until it does", zap.String("stream", stream), zap.Error(err))
+	}
 }
 
-func newReadiness(kc *kinesis.Client, stream string, draining *atomic.Bool) *readiness {
-	return &readiness{kc: kc, stream: stream, draining: draining}
-}
-
-func (r *readiness) check(ctx context.Context) error {
-	if r.draining.Load() {
-		return errors.New("draining")
+// reloadKeys reads GATEWAY_WRITE_KEYS_FILE again every KeysReload and
+// swaps the handler's keys when the file changed: a rotated secret
+// (mounted, so updated in place) takes effect without a restart. A file
+// that does not parse keeps the keys in use, and says so.
+func reloadKeys(ctx context.Context, cfg config, h *gateway.Handler, log *zap.Logger) {
+	t := time.NewTicker(cfg.KeysReload)
+	defer t.Stop()
+	var last []byte
+	if b, err := os.ReadFile(cfg.WriteKeysFile); err == nil {
+		last = b
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if time.Since(r.checked) < 5*time.Second {
-		return r.err
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		b, err := os.ReadFile(cfg.WriteKeysFile)
+		if err != nil {
+			log.Warn("read write keys file; keeping the keys in use", zap.Error(err))
+			continue
+		}
+		if bytes.Equal(b, last) {
+			continue
+		}
+		keys, err := cfg.writeKeys()
+		if err == nil {
+			err = h.SetWriteKeys(keys)
+		}
+		if err != nil {
+			log.Error("reload write keys; keeping the keys in use", zap.Error(err))
+			continue
+		}
+		last = b
+		log.Info("write keys reloaded", zap.Int("write_keys", len(keys)))
 	}
-	_, err := r.kc.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(r.stream)})
-	if err != nil {
-		err = fmt.Errorf("describe stream %s: %w", r.stream, err)
-	}
-	r.checked, r.err = time.Now(), err
-	return err
 }

@@ -64,6 +64,20 @@ func (s *Set) Duration(p *time.Duration, name, env string, def time.Duration, us
 	s.DurationVar(p, name, v, usage+" ($"+env+")")
 }
 
+// Float64 defines a float64 flag defaulting to $env, else def.
+func (s *Set) Float64(p *float64, name, env string, def float64, usage string) {
+	s.vars = append(s.vars, env)
+	v := def
+	if str := s.getenv(env); str != "" {
+		f, err := strconv.ParseFloat(str, 64)
+		if err != nil {
+			s.errs = append(s.errs, fmt.Errorf("parse $%s: %w", env, err))
+		}
+		v = f
+	}
+	s.Float64Var(p, name, v, usage+" ($"+env+")")
+}
+
 // Bool defines a bool flag defaulting to $env ("true", "1", ...), else def.
 func (s *Set) Bool(p *bool, name, env string, def bool, usage string) {
 	s.vars = append(s.vars, env)
