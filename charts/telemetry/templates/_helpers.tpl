@@ -89,6 +89,16 @@ ConfigMap's data. gateway.env entries override.
   "GATEWAY_RETRY_TIMEOUT" $c.retryTimeout
   "GATEWAY_DRAIN_DELAY" (printf "%ds" (int $g.drainDelaySeconds))
   "GATEWAY_SHUTDOWN_TIMEOUT" (printf "%ds" (int $g.shutdownTimeoutSeconds))
+  "GATEWAY_READ_HEADER_TIMEOUT" $c.readHeaderTimeout
+  "GATEWAY_BODY_TIMEOUT" $c.bodyTimeout
+  "GATEWAY_IDLE_TIMEOUT" $c.idleTimeout
+  "GATEWAY_MAX_HEADER_BYTES" (toString (int64 $c.maxHeaderBytes))
+  "GATEWAY_CORS_ORIGINS" $c.corsOrigins
+  "GATEWAY_TRUSTED_PROXIES" (toString (int64 $c.trustedProxies))
+  "GATEWAY_TRUNCATE_IP" (toString $c.truncateIP)
+  "GATEWAY_KEY_RATE" (toString $c.keyRate)
+  "GATEWAY_KEY_BURST" (toString (int64 $c.keyBurst))
+  "GATEWAY_WRITE_KEYS_RELOAD" $c.writeKeysReload
   "LOG_LEVEL" $c.logLevel
 }}
 {{- if .Values.existingSecret.name }}
