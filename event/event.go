@@ -311,3 +311,28 @@ func Parse(b []byte) (*Event, error) {
 	}
 	return e, nil
 }
+
+// IntegrationAll is the key of an integrations object that turns every
+// destination on or off at once, as in Segment's API.
+const IntegrationAll = "All"
+
+// Enabled reports whether the event's integrations object lets it reach
+// the destination of that name, by Segment's rules: the destination's
+// own key decides (false turns it off; true or an object of options turns
+// it on), else the All key, else it is on. An event without integrations
+// reaches every destination.
+func (e *Event) Enabled(destination string) bool {
+	v := e.Field(FieldIntegrations)
+	if v == nil {
+		return true
+	}
+	if own, ok := objectField(v, destination); ok {
+		return !isFalse(own)
+	}
+	if all, ok := objectField(v, IntegrationAll); ok {
+		return !isFalse(all)
+	}
+	return true
+}
+
+func isFalse(v json.RawMessage) bool { return string(bytes.TrimSpace(v)) == "false" }

@@ -266,3 +266,36 @@ func mustMarshal(t testing.TB, v any) string {
 	}
 	return string(b)
 }
+
+// Enabled follows Segment's rules for an integrations object: the
+// destination's own key, else All, else on; false is off, true or an
+// object of options is on.
+func TestEnabled(t *testing.T) {
+	for _, tc := range []struct {
+		integrations string
+		dest         string
+		want         bool
+	}{
+		{"", "Google Analytics 4", true},
+		{`{}`, "Google Analytics 4", true},
+		{`{"All":false}`, "Google Analytics 4", false},
+		{`{"All":false,"Segment.io":true}`, "Segment.io", true},
+		{`{"All":false,"Segment.io":true}`, "Google Analytics 4", false},
+		{`{"Google Analytics 4":false}`, "Google Analytics 4", false},
+		{`{"Google Analytics 4":false}`, "Amazon S3", true},
+		{`{"All":false,"Build Counts":{"note":"options"}}`, "Build Counts", true},
+		{`{"All":true,"Amazon S3":false}`, "Amazon S3", false},
+	} {
+		body := `{"messageId":"m","type":"track","event":"e","userId":"u"`
+		if tc.integrations != "" {
+			body += `,"integrations":` + tc.integrations
+		}
+		e, err := Parse([]byte(body + "}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.Enabled(tc.dest); got != tc.want {
+			t.Errorf("integrations %s, %q: %v, want %v", tc.integrations, tc.dest, got, tc.want)
+		}
+	}
+}

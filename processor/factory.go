@@ -84,6 +84,9 @@ type sinkRuntime struct {
 	name    string
 	sink    Sink
 	breaker *breaker
+	// integration is the sink's name in integrations objects, "" when it
+	// takes every event.
+	integration string
 }
 
 // Factory creates one RecordProcessor per shard lease; it implements the
@@ -148,6 +151,9 @@ func NewFactory(cfg Config, sinks []Sink, dlq DeadLetters, store ProgressStore, 
 		}
 		seen[name] = true
 		rt := &sinkRuntime{name: name, sink: s}
+		if r, ok := s.(Routed); ok {
+			rt.integration = r.IntegrationName()
+		}
 		rt.breaker = newBreaker(name, cfg.Breaker, func(from, to gobreaker.State) {
 			m.breakerState.WithLabelValues(name).Set(float64(to))
 			log.Warn("breaker state changed", zap.String("sink", name), zap.String("from", from.String()), zap.String("to", to.String()))

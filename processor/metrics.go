@@ -23,6 +23,7 @@ type metrics struct {
 	panics         prometheus.Counter
 	behind         *prometheus.GaugeVec
 	checkpointLag  *prometheus.GaugeVec
+	routedAway     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -43,12 +44,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		leases:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "worker_shard_processors", Help: "Shards this worker is processing (leases held)."}),
 		behind:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "worker_seconds_behind_latest", Help: "How far behind the tip of its shard the last batch was."}, []string{"shard"}),
 		checkpointLag:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "worker_checkpoint_lag_seconds", Help: "Age of the oldest received record the shard's checkpoint has not passed (0 when caught up)."}, []string{"shard"}),
+		routedAway:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "worker_sink_integrations_skipped_events_total", Help: "Events not given to a sink because their integrations object turned it off."}, []string{"sink"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.records, m.events, m.decodeFailures, m.delivered, m.parked, m.sinkErrors,
-		m.callDuration, m.breakerState, m.batchDuration, m.checkpoints, m.leases, m.behind, m.checkpointLag, m.memBudget, m.panics} {
+		m.callDuration, m.breakerState, m.batchDuration, m.checkpoints, m.leases, m.behind, m.checkpointLag, m.memBudget, m.panics, m.routedAway} {
 		if err := reg.Register(c); err != nil {
 			return nil, errors.Join(errors.New("register processor metrics"), err)
 		}

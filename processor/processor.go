@@ -489,7 +489,7 @@ func (p *RecordProcessor) deliver(ss *shardSink, recs []Record, flush bool) {
 	for i < len(recs) && CompareSeq(recs[i].SequenceNumber, ss.done) <= 0 {
 		i++
 	}
-	recs = recs[i:]
+	recs = p.route(ss, recs[i:])
 
 	if len(ss.notes) > 0 {
 		if err := p.recordNotes(ss); err != nil {
@@ -519,6 +519,54 @@ func (p *RecordProcessor) deliver(ss *shardSink, recs []Record, flush bool) {
 		}
 	}
 	p.settle(ss)
+}
+
+// route keeps, for a sink that honours integrations objects, only the
+// events that let it through; a record left with none is not given to the
+// sink (its watermark passes it with the records around it). Without any
+// event turned off, recs is returned as it is.
+func (p *RecordProcessor) route(ss *shardSink, recs []Record) []Record {
+	name := ss.rt.integration
+	if name == "" {
+		return recs
+	}
+	var out []Record
+	skipped := 0
+	for i, r := range recs {
+		off := 0
+		for _, e := range r.Events {
+			if !e.Enabled(name) {
+				off++
+			}
+		}
+		if off == 0 {
+			if out != nil {
+				out = append(out, r)
+			}
+			continue
+		}
+		if out == nil {
+			out = append(make([]Record, 0, len(recs)), recs[:i]...)
+		}
+		skipped += off
+		if off == len(r.Events) {
+			continue
+		}
+		kept := Record{SequenceNumber: r.SequenceNumber, ArrivalTime: r.ArrivalTime,
+			Events: make([]*event.Event, 0, len(r.Events)-off), Raw: make([][]byte, 0, len(r.Events)-off)}
+		for j, e := range r.Events {
+			if e.Enabled(name) {
+				kept.Events = append(kept.Events, e)
+				kept.Raw = append(kept.Raw, r.Raw[j])
+			}
+		}
+		out = append(out, kept)
+	}
+	if out == nil {
+		return recs
+	}
+	p.f.metrics.routedAway.WithLabelValues(ss.rt.name).Add(float64(skipped))
+	return out
 }
 
 // recordNotes records the sink's pending park notes in order, through

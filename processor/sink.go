@@ -85,6 +85,16 @@ type Writer interface {
 	Close() error
 }
 
+// Routed is implemented by a Sink that honours the integrations object of
+// an event, Segment's per-destination switches: the processor gives it
+// only the events that event.Event.Enabled lets through for
+// IntegrationName. A sink that does not implement it gets every event.
+type Routed interface {
+	// IntegrationName is the sink's key in an integrations object (a
+	// Segment catalogue name where one exists: "Google Analytics 4").
+	IntegrationName() string
+}
+
 // PartialWriter is implemented by a Writer whose destination cannot
 // deduplicate (GA4 counts a resent event twice) and whose Write can fail
 // part way. After such a Write, Delivered reports which of its events

@@ -66,6 +66,7 @@ type runConfig struct {
 	S3BufferInterval     time.Duration
 	S3MultipartThreshold int
 	S3MaxEventBytes      int
+	S3HonorIntegrations  bool
 
 	CountsTable      string
 	CountDimensions  string
@@ -140,6 +141,7 @@ func loadRunConfig(args []string, getenv func(string) string) (runConfig, error)
 	fs.Duration(&c.S3BufferInterval, "s3-buffer-interval", "S3_BUFFER_INTERVAL", 300*time.Second, "oldest buffered event's age that writes an object")
 	fs.Int(&c.S3MultipartThreshold, "s3-multipart-threshold", "S3_MULTIPART_THRESHOLD", 8<<20, "compressed object size from which multipart upload is used")
 	fs.Int(&c.S3MaxEventBytes, "s3-max-event-bytes", "S3_MAX_EVENT_BYTES", 1000<<10, "larger events go to the error prefix")
+	fs.Bool(&c.S3HonorIntegrations, "s3-honor-integrations", "S3_HONOR_INTEGRATIONS", false, "skip events whose integrations object turns \"Amazon S3\" off; default: the archive keeps every event")
 	fs.String(&c.CountsTable, "counts-table", "DYNAMODB_COUNTS_TABLE", "", "DynamoDB table of build-version counts, created if missing; empty: the DynamoDB sink is off")
 	fs.String(&c.CountDimensions, "count-dimensions", "DYNAMODB_COUNT_DIMENSIONS", "", "counted dimensions as name=property.path,... (empty: buildVersion, nodeVersion, osPlatform, framework, status, plugin)")
 	fs.String(&c.CountEvents, "count-events", "DYNAMODB_COUNT_EVENTS", "", "track events counted, comma-separated, * for all (empty: Netlify Build's build events)")

@@ -294,7 +294,8 @@ func buildSinks(ctx context.Context, cfg runConfig, clients *awsClients, reg pro
 	}
 	if cfg.S3Bucket != "" {
 		s, err := s3sink.New(clients.s3, s3sink.Config{Bucket: cfg.S3Bucket, Prefix: cfg.S3Prefix, ErrorPrefix: cfg.S3ErrorPrefix,
-			BufferBytes: cfg.S3BufferBytes, BufferInterval: cfg.S3BufferInterval, MultipartThreshold: cfg.S3MultipartThreshold, MaxEventBytes: cfg.S3MaxEventBytes})
+			BufferBytes: cfg.S3BufferBytes, BufferInterval: cfg.S3BufferInterval, MultipartThreshold: cfg.S3MultipartThreshold, MaxEventBytes: cfg.S3MaxEventBytes,
+			HonorIntegrations: cfg.S3HonorIntegrations})
 		if err != nil {
 			return nil, nil, err
 		}

@@ -177,6 +177,15 @@ func New(db API, cfg Config, log *zap.Logger) (*Sink, error) {
 // Name returns the sink's name.
 func (s *Sink) Name() string { return s.name }
 
+// IntegrationName is the sink's key in an integrations object: this pipeline's name for the counters (Segment has no such destination).
+// An event that turns it off (or turns All off without turning it on) is
+// not given to this sink.
+func (s *Sink) IntegrationName() string { return IntegrationName }
+
+// IntegrationName is the key that turns this sink on or off in an event's
+// integrations object.
+const IntegrationName = "Build Counts"
+
 // Table returns the counters' table name.
 func (s *Sink) Table() string { return s.table }
 

@@ -155,7 +155,16 @@ type Config struct {
 	// Now returns the current time, for the buffer age (time.Now). Object
 	// hours come from the records' arrival times, never from Now.
 	Now func() time.Time
+	// HonorIntegrations makes the archive skip events whose integrations
+	// object turns IntegrationName off. By default it keeps every event,
+	// integrations object included in the line: an archive is the record
+	// of what was sent, whatever it asked of the destinations.
+	HonorIntegrations bool
 }
+
+// IntegrationName is the S3 sink's key in an integrations object,
+// Segment's catalogue name for it.
+const IntegrationName = "Amazon S3"
 
 // Sink writes events to S3. It keeps no state besides its configuration
 // and is safe for concurrent use by several shards; each shard's buffer is
@@ -232,6 +241,15 @@ func dirPrefix(p, def string) string {
 
 // Name returns the sink's name.
 func (s *Sink) Name() string { return s.cfg.Name }
+
+// IntegrationName returns IntegrationName when the sink honours
+// integrations objects (Config.HonorIntegrations), else "": every event.
+func (s *Sink) IntegrationName() string {
+	if s.cfg.HonorIntegrations {
+		return IntegrationName
+	}
+	return ""
+}
 
 // Config returns the sink's configuration with the defaults filled in.
 func (s *Sink) Config() Config { return s.cfg }

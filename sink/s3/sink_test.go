@@ -233,3 +233,21 @@ func TestClosedWriter(t *testing.T) {
 		t.Errorf("Close uploaded %d objects", n)
 	}
 }
+
+// The archive keeps every event unless told to honour integrations
+// objects, and then answers to Segment's name for it.
+func TestIntegrationName(t *testing.T) {
+	for _, honor := range []bool{false, true} {
+		s, err := New(&fakeS3{}, Config{Bucket: "b", HonorIntegrations: honor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := ""
+		if honor {
+			want = "Amazon S3"
+		}
+		if got := s.IntegrationName(); got != want {
+			t.Errorf("HonorIntegrations %v: IntegrationName %q, want %q", honor, got, want)
+		}
+	}
+}

@@ -238,6 +238,15 @@ func New(cfg Config, log *zap.Logger) (*Sink, error) {
 // Name returns the sink's name.
 func (s *Sink) Name() string { return s.cfg.Name }
 
+// IntegrationName is the sink's key in an integrations object: Segment's own key in an integrations object.
+// An event that turns it off (or turns All off without turning it on) is
+// not given to this sink.
+func (s *Sink) IntegrationName() string { return IntegrationName }
+
+// IntegrationName is the key that turns this sink on or off in an event's
+// integrations object.
+const IntegrationName = "Segment.io"
+
 // Open returns a writer for one shard. The sink keeps no per-shard state.
 func (s *Sink) Open(context.Context, processor.Shard) (processor.Writer, error) {
 	return &writer{s: s}, nil

@@ -161,6 +161,7 @@ ConfigMap's data. gateway.env entries override.
   "S3_BUFFER_INTERVAL" $s3.bufferInterval
   "S3_MULTIPART_THRESHOLD" (toString (int64 $s3.multipartThreshold))
   "S3_MAX_EVENT_BYTES" (toString (int64 $s3.maxEventBytes))
+  "S3_HONOR_INTEGRATIONS" (toString (default false $s3.honorIntegrations))
   "DYNAMODB_COUNTS_TABLE" $ddb.countsTable
   "DYNAMODB_COUNT_DIMENSIONS" $ddb.countDimensions
   "DYNAMODB_COUNT_EVENTS" $ddb.countEvents
