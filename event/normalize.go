@@ -390,6 +390,13 @@ func (n *Normalizer) normalizeOne(r *Request, raw json.RawMessage, idx int, meta
 	default:
 		e.Timestamp = received
 	}
+	// The range is checked after the correction: a CI machine whose clock
+	// reads 1970 sends sentAt and originalTimestamp both from 1970, and
+	// the corrected time is right. What stays implausible is replaced by
+	// receivedAt; originalTimestamp keeps what the client sent.
+	if e.Timestamp.Before(minTime) || e.Timestamp.After(received.Add(MaxFutureSkew)) {
+		e.Timestamp = received
+	}
 	if hasOriginal {
 		f[FieldOriginalTimestamp] = mustJSON(formatTime(original))
 	}
@@ -511,13 +518,15 @@ func optTime(f map[string]json.RawMessage, name string) (time.Time, bool, error)
 	return parseTime(v)
 }
 
-// Bounds for accepted timestamps: an epoch-seconds value sent by mistake
-// would otherwise land in January 1970, and a far-future one would poison
-// partitions downstream.
-var (
-	minTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
-	maxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
-)
+// Bounds of a plausible event time, after the sentAt correction: an
+// epoch-seconds value sent by mistake would otherwise land in January
+// 1970, and a far-future one would poison partitions downstream. An event
+// time outside them is replaced by receivedAt (see normalizeOne).
+var minTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// MaxFutureSkew is how far after receivedAt a corrected event time may
+// be and still stand.
+const MaxFutureSkew = 24 * time.Hour
 
 var timeLayouts = []string{
 	time.RFC3339Nano,
@@ -564,8 +573,8 @@ func parseTime(v json.RawMessage) (time.Time, bool, error) {
 	default:
 		return t, false, errors.New("want epoch milliseconds or an ISO-8601 string")
 	}
-	if t.Before(minTime) || !t.Before(maxTime) {
-		return t, false, fmt.Errorf("%s is out of range (epoch seconds instead of milliseconds?)", formatTime(t))
+	if t.Year() < 1 || t.Year() > 9999 {
+		return t, false, fmt.Errorf("%s has a year outside 1..9999", v)
 	}
 	return t.UTC(), true, nil
 }

@@ -213,7 +213,6 @@ func TestNormalizeRejects(t *testing.T) {
 		{"userId wrong type", `{"userId":{"a":1},"event":"e"}`, Single, Invalid, "userId: want a string or a number"},
 		{"properties wrong type", `{"userId":"u","event":"e","properties":[1]}`, Single, Invalid, "properties: want an object"},
 		{"bad timestamp", `{"userId":"u","event":"e","timestamp":"yesterday"}`, Single, Invalid, "not ISO-8601"},
-		{"epoch seconds", `{"userId":"u","event":"e","timestamp":1718000000}`, Single, Invalid, "out of range"},
 		{"long messageId", `{"userId":"u","event":"e","messageId":"` + strings.Repeat("m", 100) + `"}`, Single, Invalid, "over the limit of 99"},
 		{"too large", big, Single, TooLarge, "over the limit of 32768"},
 		{"empty batch", `{"batch":[]}`, Batch, Invalid, "batch: empty"},
@@ -297,5 +296,39 @@ func TestEnabled(t *testing.T) {
 		if got := e.Enabled(tc.dest); got != tc.want {
 			t.Errorf("integrations %s, %q: %v, want %v", tc.integrations, tc.dest, got, tc.want)
 		}
+	}
+}
+
+// Timestamps are corrected by sentAt before any range check: a client
+// clock at 1970 sending both is right after correction. A time that stays
+// implausible (before 2000, or more than a day after receivedAt) becomes
+// receivedAt, and originalTimestamp keeps what the client sent.
+func TestImplausibleTimestamps(t *testing.T) {
+	received := time.Date(2026, 11, 27, 22, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name, body         string
+		timestamp, original string
+	}{
+		{"clock at 1970 with sentAt", `{"userId":"u","event":"e","timestamp":"1970-01-01T00:00:10.000Z","sentAt":"1970-01-01T00:00:12.000Z"}`,
+			"2026-11-27T21:59:58.000Z", "1970-01-01T00:00:10.000Z"},
+		{"epoch seconds", `{"userId":"u","event":"e","timestamp":1718000000}`, "2026-11-27T22:00:00.000Z", "1970-01-20T21:13:20.000Z"},
+		{"far future", `{"userId":"u","event":"e","timestamp":"2099-01-01T00:00:00.000Z"}`, "2026-11-27T22:00:00.000Z", "2099-01-01T00:00:00.000Z"},
+		{"plausible", `{"userId":"u","event":"e","timestamp":"2026-11-27T21:00:00.000Z"}`, "2026-11-27T21:00:00.000Z", "2026-11-27T21:00:00.000Z"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := DecodeRequest([]byte(tc.body), Single, Track, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs, err := (&Normalizer{}).Normalize(req, Meta{Source: "s", ReceivedAt: received})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ts, _ := evs[0].LookupString(FieldTimestamp)
+			orig, _ := evs[0].LookupString(FieldOriginalTimestamp)
+			if ts != tc.timestamp || orig != tc.original {
+				t.Errorf("timestamp %s, originalTimestamp %s; want %s and %s", ts, orig, tc.timestamp, tc.original)
+			}
+		})
 	}
 }
