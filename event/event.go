@@ -78,6 +78,10 @@ type Event struct {
 	Timestamp   time.Time
 	ReceivedAt  time.Time
 	Source      string
+	// Rejected is the reason the gateway refused the event, for the
+	// envelope that carries a refused event to the archive's error output
+	// (see RejectedEvent); "" for every event a destination may get.
+	Rejected string
 
 	// fields are the top-level fields in the order read, values as raw
 	// slices of the decoded bytes. A slice, not a map: the worker holds
@@ -276,6 +280,15 @@ func (e *Event) setFields(fields []field) error {
 	e.MessageID = str(FieldMessageID)
 	if e.MessageID == "" {
 		return fmt.Errorf("decode event: missing %s", FieldMessageID)
+	}
+	if rej := e.Field(FieldRejected); rej != nil {
+		reason, _ := objectField(rej, "reason")
+		e.Rejected, _ = scalarString(reason)
+		if e.Rejected == "" {
+			e.Rejected = RejectedInvalid
+		}
+		e.Source = str(FieldSource)
+		return nil // a refused event has no type or identity to check
 	}
 	e.Type = Type(str(FieldType))
 	if !e.Type.Valid() {

@@ -85,6 +85,9 @@ type Request struct {
 	shape    Shape
 	typ      Type
 	items    []json.RawMessage
+	// bad holds the batch items refused as they were decoded (too large,
+	// not an object), by index: NormalizeEach reports them.
+	bad map[int]*ValidationError
 	// parsed is items[0] already decoded, for single-event requests.
 	parsed map[string]json.RawMessage
 	// Batch-level fields merged into every item.
@@ -146,11 +149,18 @@ func DecodeRequest(body []byte, shape Shape, typ Type, maxEventBytes int) (*Requ
 		return nil, invalid(-1, "batch", "empty: want at least one event")
 	}
 	for i, it := range r.items {
-		if len(it) > maxEventBytes {
-			return nil, &ValidationError{Kind: TooLarge, Index: i, Reason: fmt.Sprintf("event is %d bytes, over the limit of %d", len(it), maxEventBytes)}
+		var bad *ValidationError
+		switch {
+		case len(it) > maxEventBytes:
+			bad = &ValidationError{Kind: TooLarge, Index: i, Reason: fmt.Sprintf("event is %d bytes, over the limit of %d", len(it), maxEventBytes)}
+		case len(it) == 0 || it[0] != '{':
+			bad = invalid(i, "", "want a JSON object")
 		}
-		if len(it) == 0 || it[0] != '{' {
-			return nil, invalid(i, "", "want a JSON object")
+		if bad != nil {
+			if r.bad == nil {
+				r.bad = map[int]*ValidationError{}
+			}
+			r.bad[i] = bad
 		}
 	}
 	if wk, ok := top[FieldWriteKey]; ok && !isNull(wk) {
@@ -233,19 +243,50 @@ type Normalizer struct {
 //   - receivedAt and source are set by the gateway; a body writeKey is dropped;
 //   - batch-level context and integrations are merged under each event's own.
 func (n *Normalizer) Normalize(r *Request, meta Meta) ([]*Event, error) {
+	events, rejected := n.NormalizeEach(r, meta)
+	if len(rejected) > 0 {
+		return nil, rejected[0].Err
+	}
+	return events, nil
+}
+
+// Rejection is one event of a request that normalisation refused.
+type Rejection struct {
+	// Index is the event's position in the request (0 for a single call).
+	Index int
+	// Err says why.
+	Err *ValidationError
+	// Raw is the event as the client sent it.
+	Raw json.RawMessage
+}
+
+// NormalizeEach is Normalize going on past invalid events, as Segment's
+// API does: it returns the valid events, normalised, and a Rejection for
+// each of the others, in request order.
+func (n *Normalizer) NormalizeEach(r *Request, meta Meta) ([]*Event, []Rejection) {
 	events := make([]*Event, 0, len(r.items))
+	var rejected []Rejection
 	for i, raw := range r.items {
 		idx := i
 		if r.shape != Batch {
 			idx = -1
 		}
+		if bad := r.bad[i]; bad != nil {
+			rejected = append(rejected, Rejection{Index: i, Err: bad, Raw: raw})
+			continue
+		}
 		e, err := n.normalizeOne(r, raw, idx, meta)
 		if err != nil {
-			return nil, err
+			ve, ok := err.(*ValidationError)
+			if !ok {
+				ve = invalid(idx, "", "%v", err)
+			}
+			rejected = append(rejected, Rejection{Index: i, Err: ve, Raw: raw})
+			continue
 		}
 		events = append(events, e)
 	}
-	return events, nil
+	return events, rejected
 }
 
 func (n *Normalizer) normalizeOne(r *Request, raw json.RawMessage, idx int, meta Meta) (*Event, error) {
@@ -257,6 +298,7 @@ func (n *Normalizer) normalizeOne(r *Request, raw json.RawMessage, idx int, meta
 	}
 	e := &Event{Source: meta.Source}
 	delete(f, FieldWriteKey)
+	delete(f, FieldRejected) // only the gateway marks an event refused
 
 	// Type.
 	switch {
@@ -630,4 +672,62 @@ func setContextDefault(f map[string]json.RawMessage, key string, value json.RawM
 	}
 	f[FieldContext] = b
 	return nil
+}
+
+// FieldRejected is the field of the envelope that carries a refused event
+// through the stream to the archive's error output: an object with the
+// reason, the error and the event's index in its request.
+const FieldRejected = "_rejected"
+
+// Reasons a refused event is filed under (the S3 error prefix
+// errors/<reason>/).
+const (
+	// RejectedInvalid: the event breaks a rule of the API (no userId or
+	// anonymousId, a track without a name, a field of the wrong type...).
+	RejectedInvalid = "invalid-event"
+	// RejectedTooLarge: the event is over the per-event limit.
+	RejectedTooLarge = "event-too-large"
+)
+
+// RejectedReason is the reason a rejection is filed under.
+func RejectedReason(err *ValidationError) string {
+	if err.Kind == TooLarge {
+		return RejectedTooLarge
+	}
+	return RejectedInvalid
+}
+
+// RejectedEvent returns the envelope of a refused event: what the gateway
+// writes to the stream in its place, so that nothing a client sent is
+// lost, while no destination but the archive's error output takes it.
+// The event itself is kept as sent under rawEvent, or, when over maxBytes,
+// its first maxBytes bytes as a string under rawEventTruncated. Its
+// messageId derives from the source and the bytes, so a client's retry of
+// the same request files it once.
+func RejectedEvent(rej Rejection, meta Meta, maxBytes int) []byte {
+	type why struct {
+		Reason string `json:"reason"`
+		Error  string `json:"error"`
+		Index  int    `json:"index"`
+	}
+	env := struct {
+		MessageID  string          `json:"messageId"`
+		Rejected   why             `json:"_rejected"`
+		Source     string          `json:"source,omitempty"`
+		ReceivedAt string          `json:"receivedAt"`
+		Raw        json.RawMessage `json:"rawEvent,omitempty"`
+		Truncated  string          `json:"rawEventTruncated,omitempty"`
+	}{
+		MessageID:  "gw-rej-" + derivedID(meta.Source, rej.Raw)[len("gw-"):],
+		Rejected:   why{RejectedReason(rej.Err), rej.Err.Error(), rej.Index},
+		Source:     meta.Source,
+		ReceivedAt: formatTime(meta.ReceivedAt.UTC()),
+	}
+	if len(rej.Raw) <= maxBytes && json.Valid(rej.Raw) {
+		env.Raw = rej.Raw
+	} else {
+		env.Truncated = string(rej.Raw[:min(len(rej.Raw), maxBytes)])
+	}
+	b, _ := json.Marshal(env) // strings and valid raw JSON always marshal
+	return b
 }

@@ -301,12 +301,17 @@ func (e *httpError) Error() string { return e.msg }
 func (h *Handler) ingest(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		n, err := h.accept(w, r, rt)
+		var res result
+		n, err := h.accept(w, r, rt, &res)
 		var he *httpError
 		switch {
 		case err == nil:
 			h.metrics.events.WithLabelValues(rt.name).Add(float64(n))
-			writeJSON(w, http.StatusOK, map[string]any{"success": true})
+			if len(res.rejected) > 0 {
+				writeJSON(w, http.StatusOK, map[string]any{"success": true, "rejected": res.rejected})
+			} else {
+				writeJSON(w, http.StatusOK, map[string]any{"success": true})
+			}
 			h.metrics.observe(rt.name, http.StatusOK, start)
 			return
 		case errors.As(err, &he):
@@ -334,7 +339,7 @@ func (h *Handler) fail(w http.ResponseWriter, route string, status int, msg stri
 
 // accept runs one ingest request to its end and returns the number of
 // events written.
-func (h *Handler) accept(w http.ResponseWriter, r *http.Request, rt route) (int, error) {
+func (h *Handler) accept(w http.ResponseWriter, r *http.Request, rt route, res *result) (int, error) {
 	keys := h.keys.Load()
 	headerKey, hasHeaderKey := basicUser(r)
 	var source string
@@ -385,26 +390,50 @@ func (h *Handler) accept(w http.ResponseWriter, r *http.Request, rt route) (int,
 		meta.LibraryName = r.Header.Get("X-Netlify-Client")
 		meta.LibraryVersion = r.Header.Get("X-Netlify-Client-Version")
 	}
-	events, err := h.norm.Normalize(req, meta)
-	if err != nil {
-		return 0, validationHTTPError(err)
-	}
+	events, rejected := h.norm.NormalizeEach(req, meta)
 	if h.limits != nil {
 		if wait, ok := h.limits.take(source, len(events), h.cfg.Now()); !ok {
 			h.metrics.rateLimited.WithLabelValues(source).Add(float64(len(events)))
 			return 0, &waitError{&httpError{http.StatusTooManyRequests, "write key over its rate limit, retry later"}, wait}
 		}
 	}
-	msgs := make([]Message, len(events))
+	msgs := make([]Message, len(events), len(events)+len(rejected))
 	for i, e := range events {
 		msgs[i] = Message{ID: e.MessageID, Data: e.AppendJSON(nil)}
+	}
+	// Refused events go through the stream too, in an envelope only the
+	// archive's error output takes: nothing a client sent is lost, and a
+	// person can query why.
+	var answers []rejectedAnswer
+	for _, rej := range rejected {
+		env := event.RejectedEvent(rej, meta, h.cfg.MaxEventBytes)
+		e, err := event.Parse(env)
+		if err != nil {
+			return 0, fmt.Errorf("envelope of a refused event: %w", err)
+		}
+		msgs = append(msgs, Message{ID: e.MessageID, Data: env})
+		answers = append(answers, rejectedAnswer{Index: rej.Index, Error: rej.Err.Error()})
+		h.metrics.rejectedEvents.WithLabelValues(event.RejectedReason(rej.Err)).Inc()
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.AckTimeout)
 	defer cancel()
 	if err := h.w.Write(ctx, msgs); err != nil {
 		return 0, h.writeError(r, err)
 	}
-	return len(msgs), nil
+	res.rejected = answers
+	return len(events), nil
+}
+
+// rejectedAnswer names one refused event in a 200 answer, which Segment
+// SDKs ignore and a person debugging a client can read.
+type rejectedAnswer struct {
+	Index int    `json:"index"`
+	Error string `json:"error"`
+}
+
+// result is what accept tells ingest beyond the count.
+type result struct {
+	rejected []rejectedAnswer
 }
 
 func (h *Handler) writeError(r *http.Request, err error) error {
@@ -432,7 +461,7 @@ func validationHTTPError(err error) error {
 	var ve *event.ValidationError
 	if errors.As(err, &ve) {
 		if ve.Kind == event.TooLarge {
-			return &httpError{http.StatusRequestEntityTooLarge, ve.Error()}
+			return &httpError{http.StatusBadRequest, ve.Error()}
 		}
 		return &httpError{http.StatusBadRequest, ve.Error()}
 	}
@@ -444,7 +473,7 @@ func validationHTTPError(err error) error {
 // off at the limit, never inflated in full.
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) error {
 	limit := int64(h.cfg.MaxRequestBytes)
-	tooLarge := &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over the limit of %d bytes", limit)}
+	tooLarge := &httpError{http.StatusBadRequest, fmt.Sprintf("request body over the limit of %d bytes", limit)}
 	if r.ContentLength > limit {
 		return tooLarge
 	}
@@ -471,7 +500,7 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Bu
 		return gzipError(err, tooLarge)
 	}
 	if n > limit {
-		return &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over the limit of %d bytes after decompression", limit)}
+		return &httpError{http.StatusBadRequest, fmt.Sprintf("request body over the limit of %d bytes after decompression", limit)}
 	}
 	return nil
 }

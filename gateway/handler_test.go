@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -214,6 +215,85 @@ func gzipBomb(t testing.TB, size int) string {
 	return buf.String()
 }
 
+// Segment's answer semantics: a request whose body is JSON within the
+// limits gets 200 whatever its events; each invalid one is named in the
+// answer's rejected list, counted by reason, and written to the stream in
+// an envelope only the archive's error output takes, while the valid ones
+// go on as usual.
+func TestInvalidEventsAccepted(t *testing.T) {
+	auth := map[string]string{"Authorization": basic(testKey)}
+	big := `{"type":"track","userId":"u","event":"e","properties":{"x":"` + strings.Repeat("a", 33<<10) + `"}}`
+	for _, tc := range []struct {
+		name       string
+		r          req
+		valid      int
+		rejected   []int
+		reason     string
+		errorsLike string
+	}{
+		{"wrong type", req{path: "/v1/track", body: `{"userId":"u","event":["e"]}`, header: auth}, 0, []int{0}, event.RejectedInvalid, "event: want a string"},
+		{"properties not object", req{path: "/v1/track", body: `{"userId":"u","event":"e","properties":"x"}`, header: auth}, 0, []int{0}, event.RejectedInvalid, "properties: want an object"},
+		{"missing identity", req{path: "/v1/track", body: `{"event":"e"}`, header: auth}, 0, []int{0}, event.RejectedInvalid, "userId and anonymousId"},
+		{"one bad item of a batch", req{path: "/v1/batch", body: `{"batch":[{"type":"track","userId":"u","event":"e"},{"type":"track","userId":"u"},{"type":"identify","anonymousId":"a"}]}`, header: auth},
+			2, []int{1}, event.RejectedInvalid, "batch[1].event: missing"},
+		{"an item over the event limit", req{path: "/v1/batch", body: `{"batch":[` + big + `,{"type":"track","userId":"u","event":"e"}]}`, header: auth},
+			1, []int{0}, event.RejectedTooLarge, "over the limit of 32768"},
+		{"a client marking its own event refused", req{path: "/v1/track", body: `{"userId":"u","event":"e","_rejected":{"reason":"x"}}`, header: auth}, 1, nil, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &fakeWriter{}
+			reg := prometheus.NewRegistry()
+			h, err := NewHandler(w, Config{WriteKeys: map[string]string{testKey: "src"}, Registerer: reg}, zap.NewNop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := do(t, h, tc.r)
+			var resp struct {
+				Success  bool `json:"success"`
+				Rejected []struct {
+					Index int    `json:"index"`
+					Error string `json:"error"`
+				} `json:"rejected"`
+			}
+			if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &resp) != nil || !resp.Success {
+				t.Fatalf("status %d, body %s; want 200 and success", rec.Code, rec.Body)
+			}
+			var idx []int
+			for _, r := range resp.Rejected {
+				idx = append(idx, r.Index)
+				if !strings.Contains(r.Error, tc.errorsLike) {
+					t.Errorf("rejected[%d] error %q, want it to say %q", r.Index, r.Error, tc.errorsLike)
+				}
+			}
+			if !slices.Equal(idx, tc.rejected) {
+				t.Errorf("rejected indexes %v, want %v", idx, tc.rejected)
+			}
+			valid, refused := 0, 0
+			for _, e := range w.events(t) {
+				if e.Rejected == "" {
+					valid++
+					if e.Field(event.FieldRejected) != nil {
+						t.Error("a valid event kept a client's _rejected field")
+					}
+					continue
+				}
+				refused++
+				if e.Rejected != tc.reason || e.Field("rawEvent") == nil && e.Field("rawEventTruncated") == nil {
+					t.Errorf("envelope %s: reason %q, want %q, with the event kept", e.MessageID, e.Rejected, tc.reason)
+				}
+			}
+			if valid != tc.valid || refused != len(tc.rejected) {
+				t.Errorf("stream got %d valid events and %d envelopes, want %d and %d", valid, refused, tc.valid, len(tc.rejected))
+			}
+			if tc.reason != "" {
+				if got := testutil.ToFloat64(h.metrics.rejectedEvents.WithLabelValues(tc.reason)); got != float64(len(tc.rejected)) {
+					t.Errorf("rejected events metric %v, want %d", got, len(tc.rejected))
+				}
+			}
+		})
+	}
+}
+
 func TestIngestRejects(t *testing.T) {
 	auth := map[string]string{"Authorization": basic(testKey)}
 	bigEvent := `{"userId":"u","event":"e","properties":{"x":"` + strings.Repeat("a", 33<<10) + `"}}`
@@ -230,12 +310,9 @@ func TestIngestRejects(t *testing.T) {
 		want   string
 	}{
 		{"malformed JSON", req{path: "/v1/track", body: `{"userId":"u",`, header: auth}, 400, "malformed JSON"},
-		{"wrong type", req{path: "/v1/track", body: `{"userId":"u","event":["e"]}`, header: auth}, 400, "event: want a string"},
-		{"properties not object", req{path: "/v1/track", body: `{"userId":"u","event":"e","properties":"x"}`, header: auth}, 400, "properties: want an object"},
-		{"missing identity", req{path: "/v1/track", body: `{"event":"e"}`, header: auth}, 400, "userId and anonymousId"},
-		{"event too large", req{path: "/v1/track", body: bigEvent, header: auth}, 413, "over the limit of 32768"},
-		{"request too large", req{path: "/v1/batch", body: bigRequest, header: auth}, 413, "over the limit of 512000"},
-		{"gzip bomb", req{path: "/v1/track", body: bomb, header: map[string]string{"Authorization": basic(testKey), "Content-Encoding": "gzip"}}, 413, "after decompression"},
+		{"event too large", req{path: "/v1/track", body: bigEvent, header: auth}, 400, "over the limit of 32768"},
+		{"request too large", req{path: "/v1/batch", body: bigRequest, header: auth}, 400, "over the limit of 512000"},
+		{"gzip bomb", req{path: "/v1/track", body: bomb, header: map[string]string{"Authorization": basic(testKey), "Content-Encoding": "gzip"}}, 400, "after decompression"},
 		{"not gzip", req{path: "/v1/track", body: `{"userId":"u","event":"e"}`, header: map[string]string{"Authorization": basic(testKey), "Content-Encoding": "gzip"}}, 400, "not valid gzip"},
 		{"brotli", req{path: "/v1/track", body: `x`, header: map[string]string{"Authorization": basic(testKey), "Content-Encoding": "br"}}, 415, "not supported"},
 		{"invalid UTF-8", req{path: "/v1/track", body: "{\"userId\":\"u\",\"event\":\"\xff\xfe\"}", header: auth}, 400, "UTF-8"},
@@ -244,7 +321,6 @@ func TestIngestRejects(t *testing.T) {
 		{"unknown body write key", req{path: "/v1/batch", body: `{"writeKey":"nope","batch":[{"type":"track","userId":"u","event":"e"}]}`}, 401, "unknown write key"},
 		{"missing write key", req{path: "/v1/track", body: `{"userId":"u","event":"e"}`}, 401, "missing write key"},
 		{"empty batch", req{path: "/v1/batch", body: `{"batch":[]}`, header: auth}, 400, "batch: empty"},
-		{"bad item in batch", req{path: "/v1/batch", body: `{"batch":[{"type":"track","userId":"u","event":"e"},{"type":"track","userId":"u"}]}`, header: auth}, 400, "batch[1].event: missing"},
 		{"unknown path", req{path: "/v2/track", body: `{}`, header: auth}, 404, "no such path /v2/track"},
 		{"wrong method", req{method: "GET", path: "/v1/track", header: auth}, 405, "method GET not allowed"},
 		{"put on batch", req{method: "PUT", path: "/v1/batch", body: `{}`, header: auth}, 405, "not allowed"},

@@ -17,6 +17,9 @@ type handlerMetrics struct {
 	// rateLimited counts the events refused by a write key's rate limit,
 	// by source.
 	rateLimited *prometheus.CounterVec
+	// rejectedEvents counts the events of 200 answers that were refused
+	// and filed for the archive's error output, by reason.
+	rejectedEvents *prometheus.CounterVec
 }
 
 func newHandlerMetrics(reg prometheus.Registerer) *handlerMetrics {
@@ -41,9 +44,12 @@ func newHandlerMetrics(reg prometheus.Registerer) *handlerMetrics {
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_http_rate_limited_events_total", Help: "Events answered 429 because their write key's source was over its rate limit, by source.",
 		}, []string{"source"}),
+		rejectedEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_http_rejected_events_total", Help: "Events refused inside accepted requests (answered in the body's rejected list, filed under the S3 error prefix), by reason.",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.events, m.rejected, m.bodyBytes, m.rateLimited)
+		reg.MustRegister(m.requests, m.duration, m.events, m.rejected, m.bodyBytes, m.rateLimited, m.rejectedEvents)
 	}
 	return m
 }

@@ -87,6 +87,9 @@ type sinkRuntime struct {
 	// integration is the sink's name in integrations objects, "" when it
 	// takes every event.
 	integration string
+	// rejected reports that the sink takes the envelopes of refused
+	// events.
+	rejected bool
 }
 
 // Factory creates one RecordProcessor per shard lease; it implements the
@@ -153,6 +156,9 @@ func NewFactory(cfg Config, sinks []Sink, dlq DeadLetters, store ProgressStore, 
 		rt := &sinkRuntime{name: name, sink: s}
 		if r, ok := s.(Routed); ok {
 			rt.integration = r.IntegrationName()
+		}
+		if r, ok := s.(RejectedTaker); ok {
+			rt.rejected = r.TakesRejected()
 		}
 		rt.breaker = newBreaker(name, cfg.Breaker, func(from, to gobreaker.State) {
 			m.breakerState.WithLabelValues(name).Set(float64(to))

@@ -521,22 +521,30 @@ func (p *RecordProcessor) deliver(ss *shardSink, recs []Record, flush bool) {
 	p.settle(ss)
 }
 
-// route keeps, for a sink that honours integrations objects, only the
-// events that let it through; a record left with none is not given to the
-// sink (its watermark passes it with the records around it). Without any
-// event turned off, recs is returned as it is.
+// route keeps the events a sink is to get: for a sink that honours
+// integrations objects, those that let it through; the envelopes of
+// events the gateway refused only for a sink that files them. A record
+// left with none is not given to the sink (its watermark passes it with
+// the records around it). With nothing to leave out, recs is returned as
+// it is.
 func (p *RecordProcessor) route(ss *shardSink, recs []Record) []Record {
-	name := ss.rt.integration
-	if name == "" {
-		return recs
+	name, rejected := ss.rt.integration, ss.rt.rejected
+	keep := func(e *event.Event) bool {
+		if e.Rejected != "" {
+			return rejected
+		}
+		return name == "" || e.Enabled(name)
 	}
 	var out []Record
 	skipped := 0
 	for i, r := range recs {
 		off := 0
 		for _, e := range r.Events {
-			if !e.Enabled(name) {
+			if !keep(e) {
 				off++
+				if e.Rejected == "" {
+					skipped++
+				}
 			}
 		}
 		if off == 0 {
@@ -548,14 +556,13 @@ func (p *RecordProcessor) route(ss *shardSink, recs []Record) []Record {
 		if out == nil {
 			out = append(make([]Record, 0, len(recs)), recs[:i]...)
 		}
-		skipped += off
 		if off == len(r.Events) {
 			continue
 		}
 		kept := Record{SequenceNumber: r.SequenceNumber, ArrivalTime: r.ArrivalTime,
 			Events: make([]*event.Event, 0, len(r.Events)-off), Raw: make([][]byte, 0, len(r.Events)-off)}
 		for j, e := range r.Events {
-			if e.Enabled(name) {
+			if keep(e) {
 				kept.Events = append(kept.Events, e)
 				kept.Raw = append(kept.Raw, r.Raw[j])
 			}
@@ -565,7 +572,9 @@ func (p *RecordProcessor) route(ss *shardSink, recs []Record) []Record {
 	if out == nil {
 		return recs
 	}
-	p.f.metrics.routedAway.WithLabelValues(ss.rt.name).Add(float64(skipped))
+	if skipped > 0 {
+		p.f.metrics.routedAway.WithLabelValues(ss.rt.name).Add(float64(skipped))
+	}
 	return out
 }
 

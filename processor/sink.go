@@ -95,6 +95,13 @@ type Routed interface {
 	IntegrationName() string
 }
 
+// RejectedTaker is implemented by a Sink that files the envelopes of
+// events the gateway refused (event.Event.Rejected != ""): the S3 sink's
+// error output. No other sink ever gets them.
+type RejectedTaker interface {
+	TakesRejected() bool
+}
+
 // PartialWriter is implemented by a Writer whose destination cannot
 // deduplicate (GA4 counts a resent event twice) and whose Write can fail
 // part way. After such a Write, Delivered reports which of its events

@@ -242,6 +242,10 @@ func dirPrefix(p, def string) string {
 // Name returns the sink's name.
 func (s *Sink) Name() string { return s.cfg.Name }
 
+// TakesRejected reports that the sink files the envelopes of events the
+// gateway refused: under ErrorPrefix/<reason>/, as error lines.
+func (s *Sink) TakesRejected() bool { return true }
+
 // IntegrationName returns IntegrationName when the sink honours
 // integrations objects (Config.HonorIntegrations), else "": every event.
 func (s *Sink) IntegrationName() string {

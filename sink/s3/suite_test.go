@@ -17,6 +17,7 @@ import (
 	kcl "github.com/vmware/vmware-go-kcl-v2/clientlibrary/interfaces"
 	"go.uber.org/zap"
 
+	"github.com/buildtelemetry/pipeline/event"
 	"github.com/buildtelemetry/pipeline/processor"
 	pt "github.com/buildtelemetry/pipeline/processor/processortest"
 )
@@ -393,24 +394,35 @@ func testErrorPrefix(t *testing.T, nt newTarget) {
 		t.Fatal(err)
 	}
 	pretty.Raw[0] = buf.Bytes()
-	recs := []processor.Record{good, bad, big, pretty}
+	// The envelope of an event the gateway refused goes to the error
+	// output under its reason, whatever its size.
+	rej := record(t, "e", 5, 1, t0.Add(4*time.Second))
+	env := event.RejectedEvent(event.Rejection{Index: 2, Err: &event.ValidationError{Kind: event.Invalid, Index: 2, Reason: "missing userId and anonymousId"},
+		Raw: []byte(`{"type":"track","event":"e"}`)}, event.Meta{Source: "s", ReceivedAt: t0}, 1<<10)
+	ev, err := event.Parse(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rej.Events[0], rej.Raw[0] = ev, env
+	recs := []processor.Record{good, bad, big, pretty, rej}
 	mustWrite(t, w, recs)
 	mustFlush(t, w)
-	if got, want := w.Durable(), seq(4); got != want {
+	if got, want := w.Durable(), seq(5); got != want {
 		t.Errorf("Durable = %s, want %s", got, want)
 	}
 	objects := tg.objects(t)
 	wantOnce(t, eventLines(t, objects), []string{"e-1-0", "e-2-1", "e-4-0"})
-	name := ObjectName(testStream, testShard, seq(1), seq(4))
+	name := ObjectName(testStream, testShard, seq(1), seq(5))
 	for _, tc := range []struct {
 		reason string
 		raws   [][]byte
 	}{
 		{ReasonInvalidJSON, [][]byte{bad.Raw[0], bad.Raw[2]}},
 		{ReasonTooLarge, [][]byte{big.Raw[0]}},
+		{event.RejectedInvalid, [][]byte{env}},
 	} {
 		key := DefaultErrorPrefix + tc.reason + "/2026/11/27/12/" + name
-		if got := s.ErrorKey(tc.reason, testStream, testShard, seq(1), seq(4), t0); got != key {
+		if got := s.ErrorKey(tc.reason, testStream, testShard, seq(1), seq(5), t0); got != key {
 			t.Errorf("ErrorKey = %s, want %s", got, key)
 		}
 		body, ok := objects[key]

@@ -11,6 +11,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/buildtelemetry/pipeline/event"
 	"github.com/buildtelemetry/pipeline/processor"
 )
 
@@ -249,6 +250,12 @@ var newline = []byte{'\n'}
 // insignificant whitespace); the event re-encoded when there is no raw
 // JSON. A line that cannot go into the table comes back with the reason.
 func (w *writer) eventLine(r *processor.Record, i int) (line []byte, reason, msg string) {
+	if e := r.Events[i]; e != nil && e.Rejected != "" {
+		// An event the gateway refused: filed under its reason, the
+		// envelope (reason, error, the event as sent) as the raw data.
+		msg, _ = e.LookupString(event.FieldRejected + ".error")
+		return nil, e.Rejected, msg
+	}
 	var raw []byte
 	switch {
 	case i < len(r.Raw) && r.Raw[i] != nil:
