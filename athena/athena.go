@@ -17,6 +17,26 @@ var tableDDL string
 //go:embed queries.sql
 var queries string
 
+//go:embed telemetry_errors.sql
+var errorsDDL string
+
+// ErrorPrefix is the sink's default error prefix (sink/s3
+// DefaultErrorPrefix), the placeholder of telemetry_errors.sql.
+const ErrorPrefix = "errors/"
+
+// ErrorsDDL returns the CREATE EXTERNAL TABLE statement of
+// telemetry_errors, the table over the S3 sink's error output in bucket
+// under errorPrefix (its Config.ErrorPrefix; ErrorPrefix when empty).
+func ErrorsDDL(bucket, errorPrefix string) string {
+	if errorPrefix == "" {
+		errorPrefix = ErrorPrefix
+	}
+	if !strings.HasSuffix(errorPrefix, "/") {
+		errorPrefix += "/"
+	}
+	return strings.ReplaceAll(errorsDDL, "s3://"+Bucket+"/"+ErrorPrefix, "s3://"+bucket+"/"+errorPrefix)
+}
+
 // Placeholders of telemetry_events.sql.
 const (
 	// Bucket stands for the sink's bucket.

@@ -370,3 +370,33 @@ func (m *memS3) snapshot() map[string][]byte {
 	defer m.mu.Unlock()
 	return maps.Clone(m.objects)
 }
+
+// telemetry_errors projects exactly the reasons the pipeline files error
+// lines under, at the keys the S3 sink writes them to, with the columns
+// of its error lines.
+func TestErrorsTable(t *testing.T) {
+	ddl := athena.ErrorsDDL("my-bucket", "tel-errors")
+	if !strings.Contains(ddl, "LOCATION 's3://my-bucket/tel-errors/'") || !strings.Contains(ddl, "'s3://my-bucket/tel-errors/${reason}/${datehour}/'") {
+		t.Errorf("ErrorsDDL did not place the bucket and prefix:\n%s", ddl)
+	}
+	// A client that is never called: ErrorKey does no I/O.
+	s, err := s3sink.New(awss3.New(awss3.Options{Region: "us-east-1"}), s3sink.Config{Bucket: "my-bucket", ErrorPrefix: "tel-errors"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 27, 13, 5, 0, 0, time.UTC)
+	for _, reason := range []string{event.RejectedInvalid, event.RejectedTooLarge, s3sink.ReasonInvalidJSON, s3sink.ReasonTooLarge} {
+		if !strings.Contains(ddl, reason) {
+			t.Errorf("reason %s is not projected", reason)
+		}
+		key := s.ErrorKey(reason, "st", "sh", "1", "2", at)
+		if want := "tel-errors/" + reason + "/2026/11/27/13/"; !strings.HasPrefix(key, want) {
+			t.Errorf("ErrorKey %s does not start with the template's %s", key, want)
+		}
+	}
+	for _, col := range []string{"errorcode", "errormessage", "arrivaltimestamp", "stream", "shardid", "sequencenumber", "eventindex", "rawdata"} {
+		if !strings.Contains(ddl, "  "+col+" ") {
+			t.Errorf("column %s missing", col)
+		}
+	}
+}
