@@ -27,8 +27,9 @@ import (
 
 // analyticsNodeScript sends a batch with the real @segment/analytics-node
 // (from the repo's npm lockfile): 19 valid tracks and one whose messageId
-// is over the gateway's limit, which the SDK does not check. It prints
-// the callbacks' outcome as JSON.
+// is over the gateway's limit, which the SDK does not check. Event 3 turns
+// GA4 off in its integrations, event 5 everything but Segment, as consent
+// managers do. It prints the callbacks' outcome as JSON.
 const analyticsNodeScript = `
 const { Analytics } = require('@segment/analytics-node');
 const [host, writeKey, prefix] = process.argv.slice(2);
@@ -38,7 +39,8 @@ a.on('error', (e) => failed.push(String(e && (e.reason || e.message) || e)));
 const done = (err) => { if (err) failed.push(String(err)); else ok++; };
 for (let i = 0; i < 20; i++) {
   const messageId = i === 7 ? prefix + '-' + 'x'.repeat(120) : prefix + '-' + i;
-  a.track({ userId: 'user-' + i, event: 'build:ci_build_process_completed', messageId,
+  const integrations = i === 3 ? { 'Google Analytics 4': false } : i === 5 ? { All: false, 'Segment.io': true } : undefined;
+  a.track({ userId: 'user-' + i, event: 'build:ci_build_process_completed', messageId, integrations,
             properties: { buildVersion: '29.' + (i % 3) + '.0' } }, done);
 }
 a.closeAndFlush({ timeout: 20000 }).then(() => { console.log(JSON.stringify({ ok, failed })); });
@@ -81,7 +83,9 @@ func (g *ga4Server) count() int {
 // answers 200 (the SDK would drop a batch answered 400 without retrying,
 // losing the 19 good events); the valid events reach every sink (file,
 // S3, the counts, Segment, GA4); the invalid one reaches none of them and
-// lands under the S3 error prefix, errors/invalid-event/, with why.
+// lands under the S3 error prefix, errors/invalid-event/, with why. And
+// each sink honours integrations: GA4 misses events 3 and 5, the counts
+// event 5, Segment none; the archive keeps every valid one.
 func TestAnalyticsNodeBatchWithInvalidEvent(t *testing.T) {
 	nodeModules, err := filepath.Abs("../../internal/devstack/node/node_modules")
 	if err != nil {
@@ -158,7 +162,7 @@ func TestAnalyticsNodeBatchWithInvalidEvent(t *testing.T) {
 		}
 		return len(got) == len(valid)
 	})
-	waitFor(t, "the valid events counted", time.Minute, func() bool { return countedBuilds(t, e, counts) == len(valid) })
+	waitFor(t, "the valid events counted but event 5 (All: false)", time.Minute, func() bool { return countedBuilds(t, e, counts) == len(valid)-1 })
 	waitFor(t, "the valid events in Segment", time.Minute, func() bool {
 		got := seg.received()
 		for _, id := range valid {
@@ -168,7 +172,7 @@ func TestAnalyticsNodeBatchWithInvalidEvent(t *testing.T) {
 		}
 		return true
 	})
-	waitFor(t, "the valid events in GA4", time.Minute, func() bool { return ga.count() == len(valid) })
+	waitFor(t, "the valid events in GA4 but events 3 and 5", time.Minute, func() bool { return ga.count() == len(valid)-2 })
 	waitFor(t, "the refused event under errors/invalid-event/", time.Minute, func() bool {
 		lines := s3ErrorLines(t, e, "errors/invalid-event/")
 		return len(lines) == 1 && strings.Contains(lines[0], "sdk-xxxx") && strings.Contains(lines[0], "over the limit of 99")
@@ -179,8 +183,11 @@ func TestAnalyticsNodeBatchWithInvalidEvent(t *testing.T) {
 	if got, _ := delivered(t, w); len(got) != len(valid) {
 		t.Errorf("the file sink got %d distinct events, want the %d valid ones only", len(got), len(valid))
 	}
-	if c := ga.count(); c != len(valid) {
-		t.Errorf("GA4 got %d events, want %d", c, len(valid))
+	if c := ga.count(); c != len(valid)-2 {
+		t.Errorf("GA4 got %d events, want %d", c, len(valid)-2)
+	}
+	if n := countedBuilds(t, e, counts); n != len(valid)-1 {
+		t.Errorf("counted %d builds, want %d", n, len(valid)-1)
 	}
 }
 
