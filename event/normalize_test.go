@@ -306,7 +306,7 @@ func TestEnabled(t *testing.T) {
 func TestImplausibleTimestamps(t *testing.T) {
 	received := time.Date(2026, 11, 27, 22, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
-		name, body         string
+		name, body          string
 		timestamp, original string
 	}{
 		{"clock at 1970 with sentAt", `{"userId":"u","event":"e","timestamp":"1970-01-01T00:00:10.000Z","sentAt":"1970-01-01T00:00:12.000Z"}`,
