@@ -200,9 +200,6 @@ func TestIntegrationRejectedRequestsWriteNothing(t *testing.T) {
 	auth := map[string]string{"Authorization": basic(testKey)}
 	for _, r := range []req{
 		{path: "/v1/track", body: `{"userId":"u",`, header: auth},
-		{path: "/v1/track", body: `{"userId":"u","event":1}`, header: auth},
-		{path: "/v1/batch", body: `{"batch":[{"type":"track","userId":"u","event":"ok"},{"type":"track","event":"no identity"}]}`, header: auth},
-		{path: "/v1/batch", body: `{"batch":[{"type":"track","userId":"u","event":"ok"},{"type":"track","userId":"u","event":"big","properties":{"x":"` + strings.Repeat("x", 40<<10) + `"}}]}`, header: auth},
 		{path: "/v1/track", body: gzipBomb(t, 5<<20), header: map[string]string{"Authorization": basic(testKey), "Content-Encoding": "gzip"}},
 		{path: "/v1/track", body: `{"userId":"u","event":"e"}`, header: map[string]string{"Authorization": basic("wrong")}},
 		{path: "/v1/batch", body: `{"batch":[]}`, header: auth},
@@ -214,6 +211,39 @@ func TestIntegrationRejectedRequestsWriteNothing(t *testing.T) {
 	}
 	if got := g.streamEvents(t); len(got) != 0 {
 		t.Errorf("rejected requests put %d events in the stream", len(got))
+	}
+}
+
+// Requests that are JSON within the limits get 200 whatever their events:
+// the valid ones go to the stream as usual, and each invalid one in its
+// envelope, marked with its reason, for the archive's error output.
+func TestIntegrationInvalidEventsKeptInTheStream(t *testing.T) {
+	g := newLiveGateway(t, ProducerConfig{})
+	auth := map[string]string{"Authorization": basic(testKey)}
+	for _, r := range []req{
+		{path: "/v1/track", body: `{"userId":"u","event":1}`, header: auth},
+		{path: "/v1/batch", body: `{"batch":[{"type":"track","userId":"u","event":"ok","messageId":"ok-1"},{"type":"track","event":"no identity"}]}`, header: auth},
+		{path: "/v1/batch", body: `{"batch":[{"type":"track","userId":"u","event":"ok","messageId":"ok-2"},{"type":"track","userId":"u","event":"big","properties":{"x":"` + strings.Repeat("x", 40<<10) + `"}}]}`, header: auth},
+	} {
+		if code, body := g.post(t, r); code != http.StatusOK || !strings.Contains(body, `"rejected"`) {
+			t.Fatalf("%s: %d %s; want 200 naming the rejected event", r.path, code, body)
+		}
+	}
+	reasons := map[string]int{}
+	valid := 0
+	for _, raw := range g.streamEvents(t) {
+		e, err := event.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Rejected == "" {
+			valid++
+		} else {
+			reasons[e.Rejected]++
+		}
+	}
+	if valid != 2 || reasons[event.RejectedInvalid] != 2 || reasons[event.RejectedTooLarge] != 1 {
+		t.Errorf("stream holds %d valid events and envelopes %v; want 2, and 2 invalid-event and 1 event-too-large", valid, reasons)
 	}
 }
 
