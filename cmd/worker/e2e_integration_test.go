@@ -97,6 +97,43 @@ func buildGateway(t *testing.T) string {
 	return bin
 }
 
+// startGateway runs the gateway binary on e's stream with the write keys
+// given (key=source,...), waits until it is ready and returns its address;
+// the test's cleanup stops it.
+func startGateway(t *testing.T, e *env, keys string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	gw := exec.Command(buildGateway(t))
+	gw.Env = append(e.s.Endpoints().ChildEnv(), "KINESIS_STREAM="+e.stream, "GATEWAY_ADDR="+addr,
+		"GATEWAY_METRICS_ADDR=127.0.0.1:0", "GATEWAY_WRITE_KEYS="+keys)
+	logs := &syncBuffer{}
+	gw.Stdout, gw.Stderr = logs, logs
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = gw.Process.Kill()
+		_ = gw.Wait()
+		if t.Failed() {
+			t.Logf("gateway logs:\n%s", tail(logs.String(), 20))
+		}
+	})
+	waitFor(t, "gateway ready", 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return addr
+}
+
 // TestSegmentOutageEndToEnd: gateway → Kinesis → worker. Segment is down
 // for a few seconds: its breaker opens, the other sinks keep receiving,
 // and after the outage every event reaches Segment, directly or re-driven
@@ -109,29 +146,7 @@ func TestSegmentOutageEndToEnd(t *testing.T) {
 	counts := devstack.UniqueName(t, "counts")
 	w := e.startWorker("wa", append(segEnv, "S3_BUCKET="+e.bucket, "S3_BUFFER_INTERVAL=1s", "DYNAMODB_COUNTS_TABLE="+counts)...)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	gw := exec.Command(buildGateway(t))
-	gw.Env = append(e.s.Endpoints().ChildEnv(), "KINESIS_STREAM="+e.stream, "GATEWAY_ADDR="+addr,
-		"GATEWAY_METRICS_ADDR=127.0.0.1:0", "GATEWAY_WRITE_KEYS=gw-key=e2e")
-	gwLogs := &syncBuffer{}
-	gw.Stdout, gw.Stderr = gwLogs, gwLogs
-	if err := gw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer gw.Process.Kill()
-	waitFor(t, "gateway ready", 30*time.Second, func() bool {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	addr := startGateway(t, e, "gw-key=e2e")
 
 	var acked []string
 	send := func(batch int) {

@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -102,29 +101,7 @@ func TestAnalyticsNodeBatchWithInvalidEvent(t *testing.T) {
 		"SEGMENT_WRITE_KEY=seg-key", "SEGMENT_ENDPOINT="+seg.srv.URL,
 		"GA4_MEASUREMENT_ID=G-TEST", "GA4_API_SECRET=secret", "GA4_ENDPOINT="+ga.srv.URL)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	gw := exec.Command(buildGateway(t))
-	gw.Env = append(e.s.Endpoints().ChildEnv(), "KINESIS_STREAM="+e.stream, "GATEWAY_ADDR="+addr,
-		"GATEWAY_METRICS_ADDR=127.0.0.1:0", "GATEWAY_WRITE_KEYS=sdk-key=sdk")
-	gwLogs := &syncBuffer{}
-	gw.Stdout, gw.Stderr = gwLogs, gwLogs
-	if err := gw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer gw.Process.Kill()
-	waitFor(t, "gateway ready", 30*time.Second, func() bool {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	addr := startGateway(t, e, "sdk-key=sdk")
 
 	script := filepath.Join(t.TempDir(), "send.js")
 	if err := os.WriteFile(script, []byte(analyticsNodeScript), 0o600); err != nil {
