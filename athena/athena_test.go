@@ -249,7 +249,7 @@ func readLines(t *testing.T, key string, body []byte) [][]byte {
 	return out
 }
 
-// samples are requests as the clients in docs/clients.md send them, with
+// samples are requests as the supported clients (testdata/clients) send them, with
 // their shape and the path's type.
 var samples = []struct {
 	name  string

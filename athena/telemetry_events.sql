@@ -26,7 +26,7 @@
 --
 -- properties is a struct, not a map<string,string>: the questions asked of
 -- this table (build versions, node versions, frameworks, plugins, durations)
--- are about Netlify Build's fields (docs/clients.md §3.1), and a struct gives
+-- are about Netlify Build's fields, and a struct gives
 -- them their types (steps and duration are numbers) and lets plugins be
 -- UNNESTed. Properties of other clients that are not declared here are not
 -- visible; add fields as needed: adding a field never breaks old objects.
@@ -34,7 +34,7 @@
 -- properties.plugins is array<string>, each element the plugin's JSON text
 -- (the SerDe turns an object read as a string into its JSON text), not an
 -- array of structs, because the legacy telemetry-service clients
--- (docs/clients.md §3.2, still accepted on /collect) send plugins as an array
+-- (still accepted on /collect) send plugins as an array
 -- of names: with array<struct<...>> every query touching properties would
 -- fail on an hour holding one legacy event ("Primitive can not be coerced to
 -- a ROW"). Read them with json_extract_scalar(p, '$.version'), and

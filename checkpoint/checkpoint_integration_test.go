@@ -898,7 +898,7 @@ func (r *recorder) snapshot() []string {
 func (r *recorder) CreateProcessor() kcl.IRecordProcessor { return &recordingProcessor{r: r} }
 
 // recordingProcessor checkpoints after every batch and at shard end, as
-// the library requires (kcl-v1.0.0.md §4.3).
+// the library requires.
 type recordingProcessor struct{ r *recorder }
 
 func (p *recordingProcessor) Initialize(*kcl.InitializationInput) {}

@@ -243,8 +243,8 @@ func (s *Store) Park(ctx context.Context, l processor.Letter) error {
 		return fmt.Errorf("deadletter: encode letter %s: %w", key, err)
 	}
 	// A bytes.Reader, not a stream: over plain HTTP (the emulator) the SDK
-	// must seek the body to compute its checksum and payload hash
-	// (local-aws.md §2), and a seekable body can be re-sent on retry.
+	// must seek the body to compute its checksum and payload hash, and a
+	// seekable body can be re-sent on retry.
 	_, err = s.api.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:          aws.String(s.bucket),
 		Key:             aws.String(key),

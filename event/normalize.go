@@ -27,7 +27,7 @@ const (
 	Legacy
 )
 
-// Default limits, Segment's own (sinks.md §2.1).
+// Default limits, Segment's own.
 const (
 	DefaultMaxEventBytes = 32 << 10
 	// MaxMessageIDLen is Segment's limit on messageId ("under 100 characters").

@@ -1,6 +1,6 @@
 // Package corpus generates realistic build-telemetry payloads for tests and
 // benchmarks: events shaped like Netlify Build's
-// build:ci_build_process_completed (clients.md §3.1), with random IDs of the
+// build:ci_build_process_completed, with random IDs of the
 // same length and alphabet as the real ones, so that compression figures are
 // not flattered by repetition.
 package corpus

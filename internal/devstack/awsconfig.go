@@ -49,7 +49,7 @@ func NewAWSConfig(region string) aws.Config {
 		Credentials: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(AccessKeyID, SecretAccessKey, "")),
 		HTTPClient:  client,
 		// The standard retryer matters: s3rver's DeleteObjects sporadically answers 500
-		// on the first attempt (local-aws.md §7.6).
+		// on the first attempt.
 		Retryer: func() aws.Retryer { return retry.NewStandard() },
 	}
 }

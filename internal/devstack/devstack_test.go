@@ -194,7 +194,7 @@ func TestS3GzipAndPagedList(t *testing.T) {
 		_, err := sc.PutObject(ctx, &s3.PutObjectInput{
 			Bucket:          aws.String(bucket),
 			Key:             aws.String(k),
-			Body:            bytes.NewReader(body), // seekable: see local-aws.md §7.4
+			Body:            bytes.NewReader(body), // seekable: the SDK signs the body over plain http, and re-sends it on retry
 			ContentEncoding: aws.String("gzip"),
 			ContentType:     aws.String("application/x-ndjson"),
 		})

@@ -7,5 +7,5 @@
 // process on Panicf and Fatalf and reports the adapter as the caller, and
 // its Prometheus service registers on the global default registry, serves
 // its own HTTP listener and records milliseconds in buckets made for
-// seconds (kcl-v1.0.0.md §3.9, §4.4, §4.5).
+// seconds.
 package kcladapter

@@ -37,7 +37,7 @@ type Dimension struct {
 
 // DefaultDimensions returns the dimensions counted when Config.Dimensions
 // is empty: the fields of Netlify Build's build:ci_build_process_completed
-// that teams ask about (clients.md §3.1).
+// that teams ask about.
 func DefaultDimensions() []Dimension {
 	return []Dimension{
 		{Name: "buildVersion", Path: "properties.buildVersion"},

@@ -35,9 +35,8 @@ const (
 )
 
 // DefaultEvents are the events counted when Config.Events is empty: the
-// one event Netlify Build sends per build, current and legacy
-// (clients.md §3.1, §3.2). Counting only these keeps each count a number
-// of builds.
+// one event Netlify Build sends per build, current and legacy. Counting
+// only these keeps each count a number of builds.
 var DefaultEvents = []string{"build:ci_build_process_completed", "netlifyCI:buildComplete"}
 
 // API is the part of the DynamoDB client the sink uses. *dynamodb.Client

@@ -16,7 +16,7 @@ import (
 	"github.com/buildtelemetry/pipeline/event"
 )
 
-// Limits of the Measurement Protocol (sinks.md §2.2).
+// Limits of the Measurement Protocol.
 const (
 	// MaxEventsPerRequest is the most events one request may carry.
 	MaxEventsPerRequest = 25
@@ -42,7 +42,7 @@ const backdateMargin = time.Minute
 // maxDepth bounds how deep nested properties are flattened.
 const maxDepth = 4
 
-// Reserved names (sinks.md §2.2; the Measurement Protocol reference and
+// Reserved names (the Measurement Protocol reference and
 // https://support.google.com/analytics/answer/13316687). Names are
 // lower-cased before they are compared, as the mapping lower-cases them.
 var (

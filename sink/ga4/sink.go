@@ -1,5 +1,5 @@
 // Package ga4 is a sink that forwards events to Google Analytics 4
-// through the Measurement Protocol (sinks.md §2.2): POST
+// through the Measurement Protocol: POST
 // /mp/collect?measurement_id=...&api_secret=....
 //
 // GA4 answers 2xx to any request it received, however bad its data, and

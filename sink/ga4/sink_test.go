@@ -34,7 +34,7 @@ const (
 	testSecret = "s3cr3t/API+key"
 )
 
-// The server's own copy of GA4's rules (sinks.md §2.2), kept apart from
+// The server's own copy of GA4's rules, kept apart from
 // the sink's so that a mistake in one is caught by the other.
 var (
 	nameRule          = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
@@ -66,7 +66,7 @@ type received struct {
 }
 
 // server stands in for the Measurement Protocol. /debug/mp/collect
-// answers {"validationMessages":[...]} by the rules of sinks.md §2.2;
+// answers {"validationMessages":[...]} by GA4's documented rules (names, lengths, counts, reserved names);
 // /mp/collect answers 204 to anything, as GA4 does, but records the
 // messages of bad data as violations, which fail the test, and keeps the
 // events of good data.

@@ -24,7 +24,7 @@ const abortTimeout = 10 * time.Second
 
 // put uploads one object: with PutObject up to MultipartThreshold, in
 // parts above it. Bodies are bytes.Readers: the SDK needs a seekable body
-// to sign and retry the request over plain http (local-aws.md §7).
+// to sign and retry the request over plain http.
 func (s *Sink) put(ctx context.Context, key string, body []byte) error {
 	if len(body) > s.cfg.MultipartThreshold {
 		return s.putMultipart(ctx, key, body)

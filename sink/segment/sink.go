@@ -1,5 +1,5 @@
 // Package segment is a sink that forwards events to Segment through the
-// HTTP Tracking API's /v1/batch endpoint (sinks.md §2.1).
+// HTTP Tracking API's /v1/batch endpoint.
 //
 // Each Write is sent at once, split into as many /v1/batch requests as
 // Segment's limits need: at most 500 KB per request, 32 KB per event and
@@ -46,7 +46,7 @@ import (
 	"github.com/buildtelemetry/pipeline/processor"
 )
 
-// Defaults of Config, and Segment's own limits (sinks.md §2.1). Segment
+// Defaults of Config, and Segment's own limits. Segment
 // writes "KB"; like its own Go and Node libraries we read it as KiB.
 const (
 	// DefaultEndpoint is Segment's US endpoint.

@@ -34,7 +34,7 @@ import (
 
 const testKey = "wk_test_S3CR3T"
 
-// Segment's limits, as the server enforces them (sinks.md §2.1).
+// Segment's limits, as the server enforces them.
 const (
 	apiMaxBody       = 500 << 10
 	apiMaxEvent      = 32 << 10
