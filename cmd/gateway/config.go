@@ -101,6 +101,9 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	if c.Stream == "" {
 		errs = append(errs, errors.New("KINESIS_STREAM (-stream) is required"))
 	}
+	if err := fs.Negative(); err != nil {
+		errs = append(errs, err)
+	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration

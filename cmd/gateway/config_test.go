@@ -30,6 +30,9 @@ func TestLoadConfig(t *testing.T) {
 		{map[string]string{}, "KINESIS_STREAM"},
 		{map[string]string{"KINESIS_STREAM": "s", "GATEWAY_LINGER": "soon"}, "GATEWAY_LINGER"},
 		{map[string]string{"KINESIS_STREAM": "s", "GATEWAY_MAX_IN_FLIGHT": "many"}, "GATEWAY_MAX_IN_FLIGHT"},
+		{map[string]string{"KINESIS_STREAM": "s", "GATEWAY_ACK_TIMEOUT": "-1s"}, "GATEWAY_ACK_TIMEOUT) must not be negative"},
+		{map[string]string{"KINESIS_STREAM": "s", "GATEWAY_KEY_RATE": "-3"}, "GATEWAY_KEY_RATE"},
+		{map[string]string{"KINESIS_STREAM": "s", "GATEWAY_BODY_TIMEOUT": "0s"}, "GATEWAY_BODY_TIMEOUT must be positive"},
 	} {
 		if _, err := loadConfig(nil, env(tc.env)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("env %v: error %v, want one naming %s", tc.env, err, tc.want)

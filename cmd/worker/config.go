@@ -177,8 +177,11 @@ func loadRunConfig(args []string, getenv func(string) string) (runConfig, error)
 	if _, err := parseBytes(c.MemoryBudget); err != nil {
 		errs = append(errs, fmt.Errorf("WORKER_MEMORY_BUDGET: %w", err))
 	}
-	if c.MaxLeases < 0 {
-		errs = append(errs, errors.New("WORKER_MAX_LEASES must not be negative"))
+	if err := fs.Negative(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.BreakerFailures < 1 {
+		errs = append(errs, fmt.Errorf("WORKER_BREAKER_FAILURES must be at least 1, got %d", c.BreakerFailures))
 	}
 	if c.BalanceInterval <= 0 {
 		errs = append(errs, errors.New("WORKER_BALANCE_INTERVAL must be positive"))

@@ -25,6 +25,13 @@ func TestLoadRunConfig(t *testing.T) {
 		{map[string]string{"KINESIS_STREAM": "s"}, "DEADLETTER_BUCKET"},
 		{map[string]string{"KINESIS_STREAM": "s", "DEADLETTER_BUCKET": "b", "WORKER_LEASE_REFRESH": "9s"}, "WORKER_LEASE_REFRESH"},
 		{map[string]string{"KINESIS_STREAM": "s", "DEADLETTER_BUCKET": "b", "WORKER_MAX_RECORDS": "lots"}, "WORKER_MAX_RECORDS"},
+		// Negative settings are refused, whichever they are: -1 breaker
+		// failures once became 4,294,967,295, a breaker that never opens.
+		{map[string]string{"KINESIS_STREAM": "s", "DEADLETTER_BUCKET": "b", "WORKER_BREAKER_FAILURES": "-1"}, "WORKER_BREAKER_FAILURES"},
+		{map[string]string{"KINESIS_STREAM": "s", "DEADLETTER_BUCKET": "b", "WORKER_BREAKER_FAILURES": "0"}, "at least 1"},
+		{map[string]string{"KINESIS_STREAM": "s", "DEADLETTER_BUCKET": "b", "WORKER_RETRY_BUDGET": "-1s"}, "WORKER_RETRY_BUDGET) must not be negative"},
+		{map[string]string{"KINESIS_STREAM": "s", "DEADLETTER_BUCKET": "b", "DYNAMODB_COUNT_FLUSH_EVENTS": "-5"}, "DYNAMODB_COUNT_FLUSH_EVENTS"},
+		{map[string]string{"KINESIS_STREAM": "s", "DEADLETTER_BUCKET": "b", "WORKER_MAX_LEASES": "-2"}, "WORKER_MAX_LEASES"},
 	} {
 		if _, err := loadRunConfig(nil, getenvOf(tc.env)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("env %v: error %v, want one naming %s", tc.env, err, tc.want)

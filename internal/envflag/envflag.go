@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -97,3 +98,40 @@ func (s *Set) Vars() []string { return append([]string(nil), s.vars...) }
 
 // Err returns the errors met reading the environment.
 func (s *Set) Err() error { return errors.Join(s.errs...) }
+
+// Negative returns an error naming every numeric flag (int, float or
+// duration) whose value is negative: no setting of ours means anything
+// below zero, and a negative count cast to an unsigned one turns into a
+// huge number (a breaker that never opens).
+func (s *Set) Negative() error {
+	var errs []error
+	s.VisitAll(func(f *flag.Flag) {
+		g, ok := f.Value.(flag.Getter)
+		if !ok {
+			return
+		}
+		neg := false
+		switch v := g.Get().(type) {
+		case int:
+			neg = v < 0
+		case int64:
+			neg = v < 0
+		case float64:
+			neg = v < 0
+		case time.Duration:
+			neg = v < 0
+		}
+		if neg {
+			errs = append(errs, fmt.Errorf("-%s (%s) must not be negative, got %s", f.Name, envOf(f.Usage), f.Value))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// envOf returns the variable named at the end of a flag's usage.
+func envOf(usage string) string {
+	if i := strings.LastIndex(usage, "($"); i >= 0 && strings.HasSuffix(usage, ")") {
+		return usage[i+2 : len(usage)-1]
+	}
+	return "no variable"
+}
