@@ -702,9 +702,9 @@ func RejectedReason(err *ValidationError) string {
 // lost, while no destination but the archive's error output takes it.
 // The event itself is kept as sent under rawEvent, or, when over maxBytes,
 // its first maxBytes bytes as a string under rawEventTruncated. Its
-// messageId derives from the source and the bytes, so a client's retry of
-// the same request files it once.
-func RejectedEvent(rej Rejection, meta Meta, maxBytes int) []byte {
+// messageId, returned with it, derives from the source and the bytes, so
+// a client's retry of the same request files it once.
+func RejectedEvent(rej Rejection, meta Meta, maxBytes int) (messageID string, envelope []byte) {
 	type why struct {
 		Reason string `json:"reason"`
 		Error  string `json:"error"`
@@ -729,5 +729,5 @@ func RejectedEvent(rej Rejection, meta Meta, maxBytes int) []byte {
 		env.Truncated = string(rej.Raw[:min(len(rej.Raw), maxBytes)])
 	}
 	b, _ := json.Marshal(env) // strings and valid raw JSON always marshal
-	return b
+	return env.MessageID, b
 }

@@ -406,12 +406,8 @@ func (h *Handler) accept(w http.ResponseWriter, r *http.Request, rt route, res *
 	// person can query why.
 	var answers []rejectedAnswer
 	for _, rej := range rejected {
-		env := event.RejectedEvent(rej, meta, h.cfg.MaxEventBytes)
-		e, err := event.Parse(env)
-		if err != nil {
-			return 0, fmt.Errorf("envelope of a refused event: %w", err)
-		}
-		msgs = append(msgs, Message{ID: e.MessageID, Data: env})
+		id, env := event.RejectedEvent(rej, meta, h.cfg.MaxEventBytes)
+		msgs = append(msgs, Message{ID: id, Data: env})
 		answers = append(answers, rejectedAnswer{Index: rej.Index, Error: rej.Err.Error()})
 		h.metrics.rejectedEvents.WithLabelValues(event.RejectedReason(rej.Err)).Inc()
 	}

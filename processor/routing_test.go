@@ -62,7 +62,7 @@ func TestIntegrationsRouting(t *testing.T) {
 		recs = append(recs, types.Record{SequenceNumber: aws.String(fmt.Sprint(i + 1)), Data: []byte(body + "}"), ApproximateArrivalTimestamp: &now})
 	}
 	// And the envelope of an event the gateway refused: the archive only.
-	env := event.RejectedEvent(event.Rejection{Err: &event.ValidationError{Kind: event.Invalid, Reason: "missing userId and anonymousId"},
+	_, env := event.RejectedEvent(event.Rejection{Err: &event.ValidationError{Kind: event.Invalid, Reason: "missing userId and anonymousId"},
 		Raw: []byte(`{"type":"track","event":"e"}`)}, event.Meta{Source: "s", ReceivedAt: now}, 1<<10)
 	recs = append(recs, types.Record{SequenceNumber: aws.String("6"), Data: env, ApproximateArrivalTimestamp: &now})
 	process(h.start("sh"), recs)

@@ -96,7 +96,7 @@ func run(cfg config, log *zap.Logger) error {
 		}
 		return nil
 	}
-	checkStream(ctx, kc, cfg.Stream, log)
+	go checkStream(ctx, kc, cfg.Stream, log) // a log line, not a reason to start later
 	handler, err := gateway.NewHandler(producer, gateway.Config{
 		WriteKeys:       keys,
 		LegacySource:    cfg.LegacySource,

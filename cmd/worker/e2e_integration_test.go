@@ -260,11 +260,27 @@ func lastLine(s string) string {
 // s3Events counts messageIds in the S3 sink's objects.
 func s3Events(t *testing.T, e *env) map[string]int {
 	t.Helper()
-	ctx := context.Background()
 	got := map[string]int{}
-	out, err := e.s.S3().ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(e.bucket), Prefix: aws.String("events/")})
+	s3Lines(t, e, "events/", func(line []byte) {
+		var ev struct {
+			MessageID string `json:"messageId"`
+		}
+		if json.Unmarshal(line, &ev) == nil {
+			got[ev.MessageID]++
+		}
+	})
+	return got
+}
+
+// s3Lines calls fn with each line of every gzip NDJSON object under
+// prefix in e's bucket; a listing that fails (the bucket not made yet)
+// calls it with none.
+func s3Lines(t *testing.T, e *env, prefix string, fn func(line []byte)) {
+	t.Helper()
+	ctx := context.Background()
+	out, err := e.s.S3().ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(e.bucket), Prefix: aws.String(prefix)})
 	if err != nil {
-		return got
+		return
 	}
 	for _, o := range out.Contents {
 		obj, err := e.s.S3().GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(e.bucket), Key: o.Key})
@@ -276,17 +292,12 @@ func s3Events(t *testing.T, e *env) map[string]int {
 			t.Fatal(err)
 		}
 		sc := bufio.NewScanner(zr)
+		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
-			var ev struct {
-				MessageID string `json:"messageId"`
-			}
-			if json.Unmarshal(sc.Bytes(), &ev) == nil {
-				got[ev.MessageID]++
-			}
+			fn(sc.Bytes())
 		}
 		obj.Body.Close()
 	}
-	return got
 }
 
 // countedBuilds sums the buildVersion day counters.

@@ -3,9 +3,6 @@
 package main
 
 import (
-	"bufio"
-	"compress/gzip"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -17,9 +14,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/buildtelemetry/pipeline/internal/devstack"
 )
@@ -172,34 +166,16 @@ func TestAnalyticsNodeBatchWithInvalidEvent(t *testing.T) {
 // rawData decoded, as text.
 func s3ErrorLines(t *testing.T, e *env, prefix string) []string {
 	t.Helper()
-	ctx := context.Background()
-	out, err := e.s.S3().ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(e.bucket), Prefix: aws.String(prefix)})
-	if err != nil {
-		return nil
-	}
 	var lines []string
-	for _, o := range out.Contents {
-		obj, err := e.s.S3().GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(e.bucket), Key: o.Key})
-		if err != nil {
-			t.Fatal(err)
+	s3Lines(t, e, prefix, func(line []byte) {
+		var l struct {
+			ErrorCode    string `json:"errorCode"`
+			ErrorMessage string `json:"errorMessage"`
+			RawData      []byte `json:"rawData"`
 		}
-		zr, err := gzip.NewReader(obj.Body)
-		if err != nil {
-			t.Fatal(err)
+		if json.Unmarshal(line, &l) == nil {
+			lines = append(lines, l.ErrorCode+" "+l.ErrorMessage+" "+string(l.RawData))
 		}
-		sc := bufio.NewScanner(zr)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			var l struct {
-				ErrorCode    string `json:"errorCode"`
-				ErrorMessage string `json:"errorMessage"`
-				RawData      []byte `json:"rawData"`
-			}
-			if json.Unmarshal(sc.Bytes(), &l) == nil {
-				lines = append(lines, l.ErrorCode+" "+l.ErrorMessage+" "+string(l.RawData))
-			}
-		}
-		obj.Body.Close()
-	}
+	})
 	return lines
 }

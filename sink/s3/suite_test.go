@@ -397,7 +397,7 @@ func testErrorPrefix(t *testing.T, nt newTarget) {
 	// The envelope of an event the gateway refused goes to the error
 	// output under its reason, whatever its size.
 	rej := record(t, "e", 5, 1, t0.Add(4*time.Second))
-	env := event.RejectedEvent(event.Rejection{Index: 2, Err: &event.ValidationError{Kind: event.Invalid, Index: 2, Reason: "missing userId and anonymousId"},
+	_, env := event.RejectedEvent(event.Rejection{Index: 2, Err: &event.ValidationError{Kind: event.Invalid, Index: 2, Reason: "missing userId and anonymousId"},
 		Raw: []byte(`{"type":"track","event":"e"}`)}, event.Meta{Source: "s", ReceivedAt: t0}, 1<<10)
 	ev, err := event.Parse(env)
 	if err != nil {
