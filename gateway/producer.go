@@ -354,7 +354,8 @@ func NewProducer(api PutRecordsAPI, enc *event.RecordEncoder, cfg ProducerConfig
 // ErrClosed after Close; ErrInvalidMessage for a message that can never be
 // written.
 //
-// When ctx ends first, Write returns ctx.Err(), but the messages stay
+// When ctx ends first, Write returns ctx.Err() (wrapping ErrThrottled when
+// the shards refused writes within RetryTimeout), but the messages stay
 // buffered and may still be written: delivery is at least once, and the
 // caller must just not acknowledge them.
 func (p *Producer) Write(ctx context.Context, msgs []Message) error {
@@ -396,6 +397,12 @@ func (p *Producer) Write(ctx context.Context, msgs []Message) error {
 	case <-w.done:
 		return w.err
 	case <-ctx.Done():
+		// A wait that ran out while the shards were refusing writes is
+		// the stream at capacity, not down: say ErrThrottled, so the
+		// client backs off (429) instead of treating it as an outage.
+		if p.drain.throttledSince(time.Now(), p.cfg.RetryTimeout) {
+			return fmt.Errorf("%w: %w", ErrThrottled, ctx.Err())
+		}
 		return ctx.Err()
 	}
 }

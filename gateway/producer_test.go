@@ -765,6 +765,40 @@ func TestProducerWriteCancelled(t *testing.T) {
 	}
 }
 
+// A Write whose wait runs out while the shards refuse entries reports the
+// stream at capacity (429 for the client), not an outage (503); the same
+// timeout without throttling is a plain deadline.
+func TestProducerWriteTimeoutWhileThrottled(t *testing.T) {
+	for _, throttle := range []bool{true, false} {
+		t.Run(fmt.Sprintf("throttled=%v", throttle), func(t *testing.T) {
+			var log callLog
+			api := &fakeKinesis{putRecords: func(ctx context.Context, in *kinesis.PutRecordsInput) (*kinesis.PutRecordsOutput, error) {
+				log.add(in)
+				if !throttle {
+					time.Sleep(200 * time.Millisecond) // slow, not refusing
+					return nil, errors.New("connection reset")
+				}
+				fail := make([]int, len(in.Records))
+				for i := range fail {
+					fail[i] = i
+				}
+				return log.respond(in, fail...), nil
+			}}
+			p := newTestProducer(t, api, ProducerConfig{Linger: time.Millisecond, RetryTimeout: 500 * time.Millisecond,
+				MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			err := p.Write(ctx, msgs("m", 2, 100))
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Write: %v, want the deadline", err)
+			}
+			if errors.Is(err, ErrThrottled) != throttle {
+				t.Errorf("Write: %v; ErrThrottled %v, want %v", err, errors.Is(err, ErrThrottled), throttle)
+			}
+		})
+	}
+}
+
 func TestProducerInvalidMessage(t *testing.T) {
 	tests := []struct {
 		name string

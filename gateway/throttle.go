@@ -57,6 +57,13 @@ func (d *drainMeter) throttle(now time.Time) {
 	d.throttled = now
 }
 
+// throttledSince reports whether Kinesis throttled within d before now.
+func (d *drainMeter) throttledSince(now time.Time, within time.Duration) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return !d.throttled.IsZero() && now.Sub(d.throttled) <= within
+}
+
 // limit returns the buffer bound: most, or while Kinesis throttles what
 // the stream takes in window at the recent rate, at least
 // minThrottledBuffer.

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -73,7 +72,7 @@ func TestSIGTERMLosesNothingAcknowledged(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	var logs bytes.Buffer
+	logs := &lockedBuffer{}
 	cmd := exec.Command(buildGateway(t))
 	cmd.Env = append(s.Endpoints().ChildEnv(),
 		"KINESIS_STREAM="+stream,
@@ -84,7 +83,7 @@ func TestSIGTERMLosesNothingAcknowledged(t *testing.T) {
 		// SIGTERM, which is the case worth testing.
 		"GATEWAY_LINGER=50ms",
 	)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +92,7 @@ func TestSIGTERMLosesNothingAcknowledged(t *testing.T) {
 	defer cmd.Process.Kill()
 
 	url := "http://" + addr
-	waitReady(t, url, &logs)
+	waitReady(t, url, logs)
 
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("k:"))
 	var (

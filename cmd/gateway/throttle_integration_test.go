@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -43,19 +42,19 @@ func TestThrottledStreamAnswers429(t *testing.T) {
 	}
 	defer lim.Close()
 	addr := freeAddr(t)
-	var logs bytes.Buffer
+	logs := &lockedBuffer{}
 	cmd := exec.Command(buildGateway(t))
 	cmd.Env = append(s.Endpoints().ChildEnv(),
 		"AWS_ENDPOINT_URL_KINESIS="+lim.KinesisURL,
 		"KINESIS_STREAM="+stream, "GATEWAY_ADDR="+addr, "GATEWAY_METRICS_ADDR="+freeAddr(t),
 		"GATEWAY_WRITE_KEYS=k=test")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
 	url := "http://" + addr
-	waitReady(t, url, &logs)
+	waitReady(t, url, logs)
 
 	// Capacity: 2 × 52 KB/s at what an event takes in the stream.
 	const clients, perBatch = 16, 10
@@ -178,7 +177,7 @@ func TestThrottledStreamAnswers429(t *testing.T) {
 	}
 }
 
-func waitReady(t *testing.T, url string, logs *bytes.Buffer) {
+func waitReady(t *testing.T, url string, logs fmt.Stringer) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		resp, err := http.Get(url + "/readyz")
