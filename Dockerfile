@@ -17,10 +17,14 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG TARGETOS=linux
 ARG TARGETARCH=amd64
+# The version both binaries report (-version, <component>_build_info);
+# scripts/image.sh passes the image tag. The context has no .git, so the
+# revision reads "unknown" unless it is part of VERSION.
+ARG VERSION=dev
 # Static (no cgo), reproducible (no local paths), stripped.
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags="-s -w" -o /out/ ./cmd/gateway ./cmd/worker
+    go build -trimpath -ldflags="-s -w -X github.com/buildtelemetry/pipeline/internal/buildinfo.version=${VERSION}" -o /out/ ./cmd/gateway ./cmd/worker
 
 # distroless static: CA certificates and tzdata (the sinks and the AWS SDK
 # speak HTTPS), no shell, no package manager; user nonroot = 65532.

@@ -17,8 +17,11 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package-lock.json $(NODE_DIR)/p
 	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The version both binaries report (-version, *_build_info).
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags "-X github.com/buildtelemetry/pipeline/internal/buildinfo.version=$(VERSION) -X github.com/buildtelemetry/pipeline/internal/buildinfo.revision=$(REVISION)" -o $(BIN)/ ./cmd/...
 
 # Local stack: emulators on loopback, the gateway, and (once they exist)
 # two workers. Ctrl-C stops everything.

@@ -98,6 +98,7 @@ func (c *Checkpointer) Balance(ctx context.Context) error {
 	c.setView(view{at: now, live: live, open: len(shards), cap: share})
 	c.metrics.liveWorkers.Set(float64(len(live)))
 	c.metrics.share.Set(float64(share))
+	c.metrics.openShards.Set(float64(len(shards)))
 	for _, cl := range claims {
 		err := c.claim(ctx, cl.shard, cl.victim, cl.token, c.cfg.WorkerID, now)
 		if err != nil {

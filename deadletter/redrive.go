@@ -104,6 +104,13 @@ func (r *Redriver) Register(reg prometheus.Registerer) error {
 		Help: "Transient letters (breaker-open, retries-exhausted) of this worker's shards waiting for re-drive, as of the last pass."}, []string{"sink"})
 	r.oldest = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "worker_deadletter_oldest_letter_age_seconds",
 		Help: "Age of the oldest transient letter of this worker's shards still waiting for re-drive, as of the last pass; 0 when none."}, []string{"sink"})
+	// Every sink's series exist from the start, at 0: an alert's rate()
+	// or a dashboard's sum needs a series before the first letter.
+	for _, s := range r.Sinks {
+		r.redriven.WithLabelValues(s.Name())
+		r.backlog.WithLabelValues(s.Name())
+		r.oldest.WithLabelValues(s.Name())
+	}
 	return errors.Join(reg.Register(r.redriven), reg.Register(r.backlog), reg.Register(r.oldest))
 }
 

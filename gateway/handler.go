@@ -145,6 +145,9 @@ func NewHandler(w EventWriter, cfg Config, log *zap.Logger) (*Handler, error) {
 		return nil, fmt.Errorf("configure handler: TrustedProxies %d, KeyRate %g and KeyBurst %d must not be negative", cfg.TrustedProxies, cfg.KeyRate, cfg.KeyBurst)
 	}
 	h := &Handler{cfg: cfg, w: w, log: log, mux: http.NewServeMux(), metrics: newHandlerMetrics(cfg.Registerer)}
+	for _, reason := range []string{event.RejectedInvalid, event.RejectedTooLarge} {
+		h.metrics.rejectedEvents.WithLabelValues(reason)
+	}
 	if err := h.SetWriteKeys(cfg.WriteKeys); err != nil {
 		return nil, err
 	}
@@ -201,6 +204,11 @@ func (h *Handler) SetWriteKeys(keys map[string]string) error {
 		return errors.New("configure write keys: none configured, no request could be accepted")
 	}
 	h.keys.Store(wk)
+	// Each source's series exist from the start, at 0, for the alerts'
+	// and dashboard's rates.
+	for _, src := range keys {
+		h.metrics.rateLimited.WithLabelValues(src)
+	}
 	return nil
 }
 

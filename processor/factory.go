@@ -165,8 +165,17 @@ func NewFactory(cfg Config, sinks []Sink, dlq DeadLetters, store ProgressStore, 
 			log.Warn("breaker state changed", zap.String("sink", name), zap.String("from", from.String()), zap.String("to", to.String()))
 		})
 		m.breakerState.WithLabelValues(name).Set(0)
+		// Each sink's series exist from the start, at 0, so that alerts
+		// and dashboards see a rate of 0 rather than no data.
+		m.delivered.WithLabelValues(name)
+		m.sinkErrors.WithLabelValues(name)
+		m.routedAway.WithLabelValues(name)
+		for _, reason := range []string{ReasonPermanent, ReasonBreakerOpen, ReasonRetriesExhausted} {
+			m.parked.WithLabelValues(name, reason)
+		}
 		f.sinks = append(f.sinks, rt)
 	}
+	m.parked.WithLabelValues(DecodeSink, ReasonDecode)
 	return f, nil
 }
 

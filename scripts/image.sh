@@ -27,7 +27,7 @@ if ! info_err=$("$docker" info 2>&1 >/dev/null); then
   exit 2
 fi
 
-args=(build --tag "$image:$tag" --file Dockerfile)
+args=(build --tag "$image:$tag" --build-arg "VERSION=$tag" --file Dockerfile)
 if [[ -n ${PLATFORM:-} ]]; then
   args+=(--platform "$PLATFORM")
 fi

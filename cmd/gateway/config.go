@@ -45,12 +45,17 @@ type config struct {
 	KeyRate           float64
 	KeyBurst          int
 	KeysReload        time.Duration
+	MemoryLimit       int
 
 	// EnvVars lists every environment variable the gateway reads; the
 	// chart tests compare it with what the chart sets.
 	EnvVars []string
 	// PrintEnv asks main to print EnvVars and exit (-print-env).
 	PrintEnv bool
+	// PrintVersion asks main to print the build and exit (-version).
+	PrintVersion bool
+	// Probe asks main to GET this URL and exit 0 on a 2xx (-probe).
+	Probe string
 }
 
 func loadConfig(args []string, getenv func(string) string) (config, error) {
@@ -86,7 +91,10 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	fs.Float64(&c.KeyRate, "key-rate", "GATEWAY_KEY_RATE", 0, "events per second each write key's source may send on average; 0: unlimited")
 	fs.Int(&c.KeyBurst, "key-burst", "GATEWAY_KEY_BURST", 2000, "events a write key's source may send at once above its rate (at least the largest request)")
 	fs.Duration(&c.KeysReload, "write-keys-reload", "GATEWAY_WRITE_KEYS_RELOAD", 10*time.Second, "how often GATEWAY_WRITE_KEYS_FILE is read again for rotated keys; 0: never")
+	fs.Int(&c.MemoryLimit, "memory-limit", "GATEWAY_MEMORY_LIMIT", 0, "the container's memory limit in bytes; GOMEMLIMIT is set to 90% of it unless GOMEMLIMIT is set; 0: none")
 	fs.BoolVar(&c.PrintEnv, "print-env", false, "print the environment variables the gateway reads, one per line, and exit")
+	fs.BoolVar(&c.PrintVersion, "version", false, "print the build's version, revision and Go version, and exit")
+	fs.StringVar(&c.Probe, "probe", "", "GET this URL, exit 0 if it answers 2xx (the chart's helm test)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -95,7 +103,7 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		errs = append(errs, err)
 	}
 	c.MaxBufferBytes = int64(maxBuffer)
-	if c.PrintEnv {
+	if c.PrintEnv || c.PrintVersion || c.Probe != "" {
 		return c, nil
 	}
 	if c.Stream == "" {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -26,11 +27,23 @@ import (
 
 	"github.com/buildtelemetry/pipeline/event"
 	"github.com/buildtelemetry/pipeline/gateway"
+	"github.com/buildtelemetry/pipeline/internal/buildinfo"
 	"github.com/buildtelemetry/pipeline/internal/zaplog"
 )
 
 func main() {
 	cfg, err := loadConfig(os.Args[1:], os.Getenv)
+	if err == nil && cfg.Probe != "" {
+		if err := probe(cfg.Probe); err != nil {
+			fmt.Fprintln(os.Stderr, "gateway:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err == nil && cfg.PrintVersion {
+		fmt.Println("gateway", buildinfo.Read())
+		return
+	}
 	if err == nil && cfg.PrintEnv {
 		for _, v := range cfg.EnvVars {
 			fmt.Println(v)
@@ -67,7 +80,14 @@ func run(cfg config, log *zap.Logger) error {
 	kc := kinesis.NewFromConfig(awsCfg)
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if cfg.MemoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		// The buffer is bounded, but request bodies and the GC's slack
+		// are not: at 90% of the limit the GC works harder instead of the
+		// kernel killing the pod.
+		debug.SetMemoryLimit(int64(cfg.MemoryLimit) / 10 * 9)
+	}
+	build := buildinfo.Read()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), build.Collector("gateway"))
 
 	enc, err := event.NewRecordEncoder()
 	if err != nil {
@@ -139,7 +159,8 @@ func run(cfg config, log *zap.Logger) error {
 	go func() { errc <- msrv.Serve(mln) }()
 	log.Info("gateway listening",
 		zap.String("addr", ln.Addr().String()), zap.String("metrics_addr", mln.Addr().String()),
-		zap.String("stream", cfg.Stream), zap.Int("write_keys", len(keys)), zap.Bool("legacy_without_key", cfg.LegacySource != ""))
+		zap.String("stream", cfg.Stream), zap.Int("write_keys", len(keys)), zap.Bool("legacy_without_key", cfg.LegacySource != ""),
+		zap.String("version", build.Version), zap.String("revision", build.Revision))
 
 	sigc := make(chan os.Signal, 2)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
@@ -221,4 +242,20 @@ func reloadKeys(ctx context.Context, cfg config, h *gateway.Handler, log *zap.Lo
 		last = b
 		log.Info("write keys reloaded", zap.Int("write_keys", len(keys)))
 	}
+}
+
+// probe is -probe URL: the chart's `helm test` runs it from the gateway's
+// own image, which has no shell and no curl.
+func probe(url string) error {
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		return fmt.Errorf("probe %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("probe %s: answered %s", url, resp.Status)
+	}
+	fmt.Println("probe", url, resp.Status)
+	return nil
 }

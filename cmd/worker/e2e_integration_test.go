@@ -98,9 +98,9 @@ func buildGateway(t *testing.T) string {
 }
 
 // startGateway runs the gateway binary on e's stream with the write keys
-// given (key=source,...), waits until it is ready and returns its address;
-// the test's cleanup stops it.
-func startGateway(t *testing.T, e *env, keys string) string {
+// given (key=source,...), waits until it is ready and returns its address
+// and its output; the test's cleanup stops it.
+func startGateway(t *testing.T, e *env, keys string) (string, *syncBuffer) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -131,7 +131,7 @@ func startGateway(t *testing.T, e *env, keys string) string {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
-	return addr
+	return addr, logs
 }
 
 // TestSegmentOutageEndToEnd: gateway → Kinesis → worker. Segment is down
@@ -146,7 +146,7 @@ func TestSegmentOutageEndToEnd(t *testing.T) {
 	counts := devstack.UniqueName(t, "counts")
 	w := e.startWorker("wa", append(segEnv, "S3_BUCKET="+e.bucket, "S3_BUFFER_INTERVAL=1s", "DYNAMODB_COUNTS_TABLE="+counts)...)
 
-	addr := startGateway(t, e, "gw-key=e2e")
+	addr, _ := startGateway(t, e, "gw-key=e2e")
 
 	var acked []string
 	send := func(batch int) {

@@ -5,6 +5,7 @@
 //	              record format (or plain JSON records)
 //	worker replay re-drive parked records into their sink
 //	worker counts print version adoption from the DynamoDB counters
+//	worker version print the build (also -version)
 package main
 
 import (
@@ -13,6 +14,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/buildtelemetry/pipeline/internal/buildinfo"
 )
 
 const usage = `usage: worker <command> [flags]
@@ -22,6 +25,7 @@ commands:
   tail     print the events in the stream as NDJSON
   replay   re-drive parked records of one sink from the dead-letter store
   counts   print version adoption from the DynamoDB counters
+  version  print the build's version, revision and Go version
 `
 
 func main() {
@@ -41,6 +45,9 @@ func main() {
 		err = runCounts(ctx, os.Args[2:], os.Getenv, os.Stdout)
 	case "tail":
 		err = runTail(ctx, os.Args[2:], os.Getenv, os.Stdout)
+	case "version", "-version", "--version":
+		fmt.Println("worker", buildinfo.Read())
+		return
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return

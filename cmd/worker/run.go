@@ -31,6 +31,7 @@ import (
 
 	"github.com/buildtelemetry/pipeline/checkpoint"
 	"github.com/buildtelemetry/pipeline/deadletter"
+	"github.com/buildtelemetry/pipeline/internal/buildinfo"
 	"github.com/buildtelemetry/pipeline/internal/kcladapter"
 	"github.com/buildtelemetry/pipeline/internal/zaplog"
 	"github.com/buildtelemetry/pipeline/processor"
@@ -95,7 +96,24 @@ func runWorker(args []string, getenv func(string) string) error {
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	build := buildinfo.Read()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), build.Collector("worker"))
+	log.Info("worker starting", zap.String("version", build.Version), zap.String("revision", build.Revision))
+
+	// Health and metrics listen before the tables are created: that can
+	// take a while on first install (CreateTable), and /healthz must
+	// answer meanwhile or liveness kills the pod; /readyz says not yet.
+	var ready atomic.Bool
+	health, err := serveHealth(cfg.HealthAddr, &ready)
+	if err != nil {
+		return err
+	}
+	defer health.Close()
+	metrics, err := serveMetrics(cfg.MetricsAddr, reg)
+	if err != nil {
+		return err
+	}
+	defer metrics.Close()
 
 	cp, err := checkpoint.New(clients.ddb, clients.kinesis, checkpoint.Config{
 		Table: cfg.LeaseTable, Stream: cfg.Stream, WorkerID: cfg.WorkerID, LeaseDuration: cfg.LeaseDuration,
@@ -165,18 +183,6 @@ func runWorker(args []string, getenv func(string) string) error {
 	kclKinesis := kinesis.NewFromConfig(clients.cfg, readLimit.Option(), kcladapter.HideAggregates())
 	w := kclworker.NewWorker(factory, kcfg).WithKinesis(kclKinesis).WithCheckpointer(cp)
 
-	var ready atomic.Bool
-	health, err := serveHealth(cfg.HealthAddr, &ready)
-	if err != nil {
-		return err
-	}
-	defer health.Close()
-	metrics, err := serveMetrics(cfg.MetricsAddr, reg)
-	if err != nil {
-		return err
-	}
-	defer metrics.Close()
-
 	// One balance pass before the library's first tick, so that its
 	// first acquisitions already respect this worker's share.
 	if err := cp.Balance(ctx); err != nil {
@@ -195,6 +201,9 @@ func runWorker(args []string, getenv func(string) string) error {
 		}
 		go func() { _ = rd.Run(redriveCtx) }()
 	}
+	if err := watchRetention(redriveCtx, clients.kinesis, cfg.Stream, reg, log); err != nil {
+		return err
+	}
 	balanceCtx, stopBalance := context.WithCancel(ctx)
 	balanced := make(chan struct{})
 	go func() {
@@ -203,7 +212,7 @@ func runWorker(args []string, getenv func(string) string) error {
 	}()
 	ready.Store(true)
 	log.Info("worker started", zap.String("stream", cfg.Stream), zap.String("lease_table", cfg.LeaseTable),
-		zap.Int("sinks", len(sinks)), zap.String("health_addr", cfg.HealthAddr), zap.String("metrics_addr", cfg.MetricsAddr))
+		zap.Int("sinks", len(sinks)), zap.String("health_addr", health.Addr), zap.String("metrics_addr", metrics.Addr))
 
 	sigc := make(chan os.Signal, 2)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
@@ -361,7 +370,8 @@ func listenAndServe(addr string, h http.Handler) (*http.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	// Addr is the bound address, which differs from addr for port 0.
+	srv := &http.Server{Addr: ln.Addr().String(), Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			fmt.Fprintln(os.Stderr, "worker: serve:", err)

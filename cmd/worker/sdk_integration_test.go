@@ -95,7 +95,7 @@ func TestAnalyticsNodeBatchWithInvalidEvent(t *testing.T) {
 		"SEGMENT_WRITE_KEY=seg-key", "SEGMENT_ENDPOINT="+seg.srv.URL,
 		"GA4_MEASUREMENT_ID=G-TEST", "GA4_API_SECRET=secret", "GA4_ENDPOINT="+ga.srv.URL)
 
-	addr := startGateway(t, e, "sdk-key=sdk")
+	addr, _ := startGateway(t, e, "sdk-key=sdk")
 
 	script := filepath.Join(t.TempDir(), "send.js")
 	if err := os.WriteFile(script, []byte(analyticsNodeScript), 0o600); err != nil {

@@ -215,3 +215,28 @@ template that depends on them, so `helm template` fails with the reason.
 {{- fail "worker.ports.health and worker.ports.metrics must differ" }}
 {{- end }}
 {{- end }}
+
+{{/*
+Topology spread of one component: its own constraints when given, else
+(unless defaultTopologySpread is false) a soft spread over zones and nodes,
+so that one zone or node going down takes few replicas with it and the
+scheduler still places pods when it cannot spread.
+*/}}
+{{- define "telemetry.topologySpread" -}}
+{{- $c := index .ctx.Values .component }}
+{{- if $c.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml $c.topologySpreadConstraints | nindent 2 }}
+{{- else if $c.defaultTopologySpread }}
+topologySpreadConstraints:
+  {{- range list "topology.kubernetes.io/zone" "kubernetes.io/hostname" }}
+  - maxSkew: 1
+    topologyKey: {{ . }}
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "telemetry.selectorLabels" (dict "ctx" $.ctx "component" $.component) | nindent 8 }}
+    matchLabelKeys: [pod-template-hash]
+  {{- end }}
+{{- end }}
+{{- end }}
