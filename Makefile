@@ -7,7 +7,7 @@ BIN      := bin
 # -race needs cgo; the machine has gcc.
 export CGO_ENABLED ?= 1
 
-.PHONY: all deps build run counts test test-unit bench fuzz chaos lint image
+.PHONY: all deps tools build run counts test test-unit bench fuzz chaos lint image
 
 all: build
 
@@ -20,6 +20,10 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package-lock.json $(NODE_DIR)/p
 # The version both binaries report (-version, *_build_info).
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+# Pinned tools (promtool) in bin/tools, from the Go module proxy.
+tools:
+	scripts/tools.sh
+
 build:
 	$(GO) build -ldflags "-X github.com/buildtelemetry/pipeline/internal/buildinfo.version=$(VERSION) -X github.com/buildtelemetry/pipeline/internal/buildinfo.revision=$(REVISION)" -o $(BIN)/ ./cmd/...
 
@@ -39,7 +43,7 @@ counts: build
 
 # Every test, unit and integration, with the race detector, against one
 # shared emulator stack.
-test: deps build
+test: deps build tools
 	scripts/test.sh
 
 # Unit tests only: no emulators, no node.

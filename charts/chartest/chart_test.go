@@ -105,6 +105,15 @@ metrics:
   podAnnotations: false
   serviceMonitor: {enabled: true, interval: 15s, labels: {release: prometheus}}
 `},
+	{name: "observability", yaml: `
+alerts: {enabled: true, labels: {release: prometheus}, breakerOpenMinutes: 30}
+dashboard: {enabled: true, annotations: {grafana_folder: Telemetry}}
+networkPolicy:
+  enabled: true
+  metricsFrom: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}}]
+worker: {podDisruptionBudget: {enabled: false}, defaultTopologySpread: false}
+tests: {enabled: false}
+`},
 }
 
 // renderSet renders one values set and decodes it strictly, failing the
@@ -175,6 +184,7 @@ func TestRenderStrict(t *testing.T) {
 			checkServiceAccounts(t, r, ms)
 			checkMetrics(t, r, ms)
 			checkNotes(t, r)
+			checkOperations(t, r, ms)
 		})
 	}
 }
@@ -227,6 +237,21 @@ func checkObjectSet(t *testing.T, r *rendered, ms manifests) {
 	}
 	if boolValue(r, "keda.enabled") {
 		want = append(want, "ScaledObject/"+fullname+"-worker", "TriggerAuthentication/"+fullname+"-worker-aws")
+	}
+	if boolValue(r, "worker.podDisruptionBudget.enabled") {
+		want = append(want, "PodDisruptionBudget/"+fullname+"-worker")
+	}
+	if boolValue(r, "alerts.enabled") {
+		want = append(want, "PrometheusRule/"+fullname)
+	}
+	if boolValue(r, "dashboard.enabled") {
+		want = append(want, "ConfigMap/"+fullname+"-dashboard")
+	}
+	if boolValue(r, "networkPolicy.enabled") {
+		want = append(want, "NetworkPolicy/"+fullname+"-gateway", "NetworkPolicy/"+fullname+"-worker")
+	}
+	if boolValue(r, "tests.enabled") {
+		want = append(want, "Pod/"+fullname+"-test-gateway")
 	}
 	if boolValue(r, "metrics.serviceMonitor.enabled") {
 		want = append(want, "ServiceMonitor/"+fullname,

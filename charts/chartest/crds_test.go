@@ -90,3 +90,31 @@ type serviceMonitor struct {
 		} `json:"endpoints"`
 	} `json:"spec"`
 }
+
+// prometheusRule is monitoring.coreos.com/v1 PrometheusRule.
+type prometheusRule struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Groups []ruleGroup `json:"groups"`
+	} `json:"spec"`
+}
+
+// ruleGroup is a group of a PrometheusRule, which is also the group of a
+// Prometheus rule file: promtool reads {groups: [...]} of these.
+type ruleGroup struct {
+	Name                    string `json:"name"`
+	Interval                string `json:"interval,omitempty"`
+	QueryOffset             string `json:"query_offset,omitempty"`
+	Limit                   *int   `json:"limit,omitempty"`
+	PartialResponseStrategy string `json:"partial_response_strategy,omitempty"`
+	Rules                   []struct {
+		Record        string            `json:"record,omitempty"`
+		Alert         string            `json:"alert,omitempty"`
+		Expr          string            `json:"expr"`
+		For           string            `json:"for,omitempty"`
+		KeepFiringFor string            `json:"keep_firing_for,omitempty"`
+		Labels        map[string]string `json:"labels,omitempty"`
+		Annotations   map[string]string `json:"annotations,omitempty"`
+	} `json:"rules"`
+}

@@ -79,7 +79,7 @@ func capabilities() *chartutil.Capabilities {
 	caps := *chartutil.DefaultCapabilities
 	caps.APIVersions = append(append(chartutil.VersionSet{}, caps.APIVersions...),
 		"keda.sh/v1alpha1", "keda.sh/v1alpha1/ScaledObject", "keda.sh/v1alpha1/TriggerAuthentication",
-		"monitoring.coreos.com/v1", "monitoring.coreos.com/v1/ServiceMonitor")
+		"monitoring.coreos.com/v1", "monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule")
 	return &caps
 }
 
@@ -251,6 +251,8 @@ func decodeOne(file string, doc []byte) (object, error) {
 		local = &triggerAuthentication{}
 	case "monitoring.coreos.com/v1/ServiceMonitor":
 		local = &serviceMonitor{}
+	case "monitoring.coreos.com/v1/PrometheusRule":
+		local = &prometheusRule{}
 	}
 	if local != nil {
 		if err := yaml.UnmarshalStrict(doc, local); err != nil {

@@ -55,6 +55,7 @@ var (
 // the failure lists in the binary's policy.
 var packageResources = map[string]map[string]resource{
 	modulePath + "/cmd/gateway":         {"kinesis": stream},
+	modulePath + "/cmd/worker":          {"kinesis": stream}, // the retention gauge
 	modulePath + "/gateway":             {"kinesis": stream},
 	modulePath + "/checkpoint":          {"kinesis": stream, "dynamodb": leaseTable},
 	modulePath + "/deadletter":          {"s3": deadLetter},

@@ -390,6 +390,18 @@ func TestImageBinariesAreStatic(t *testing.T) {
 	if !slices.Contains(gb.env, "CGO_ENABLED=0") || !slices.Contains(gb.args, "-trimpath") {
 		t.Errorf("Dockerfile go build: env %v args %v, want CGO_ENABLED=0 and -trimpath", gb.env, gb.args)
 	}
+	// The image's binaries say which build they are: the VERSION build
+	// argument (scripts/image.sh passes the tag) is stamped into both.
+	version := df.stages[0].argDefaults()["VERSION"]
+	if version == "" {
+		t.Fatal("Dockerfile: the build stage has no ARG VERSION=<default>")
+	}
+	for _, c := range []struct{ name, bin, flag string }{{"gateway", gw, "-version"}, {"worker", wk, "version"}} {
+		out, err := exec.Command(c.bin, c.flag).CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), c.name+" "+version+" (") {
+			t.Errorf("%s %s = %q, %v; want %q first", c.name, c.flag, out, err, c.name+" "+version)
+		}
+	}
 }
 
 // TestImageFinalStage: the final stage is minimal and non-root, and holds
