@@ -7,7 +7,7 @@ BIN      := bin
 # -race needs cgo; the machine has gcc.
 export CGO_ENABLED ?= 1
 
-.PHONY: all deps tools build run counts test test-unit bench fuzz chaos lint image
+.PHONY: all deps tools build run counts report test test-unit bench fuzz chaos lint image
 
 all: build
 
@@ -31,6 +31,16 @@ build:
 # two workers. Ctrl-C stops everything.
 run: deps build
 	$(BIN)/devstack run
+
+# Adoption charts of the same counters as a self-contained page (REPORT,
+# default .run/report.html) over REPORT_DAYS days for REPORT_DIMS.
+REPORT      ?= .run/report.html
+REPORT_DAYS ?= 30
+REPORT_DIMS ?= buildVersion,nodeVersion,framework,plugin
+report: build
+	@test -f .run/stack.env || (echo "no local stack: run make run first"; exit 1)
+	@. .run/stack.env && $(BIN)/worker counts -dimension $(REPORT_DIMS) -days $(REPORT_DAYS) -html $(REPORT)
+	@echo "wrote $(REPORT)"
 
 # Version adoption from the DynamoDB counters of the stack `make run`
 # started (DIM: buildVersion, nodeVersion, osPlatform, framework, status,

@@ -30,7 +30,7 @@ import (
 )
 
 // errUsage marks command-line errors, which exit with status 2.
-var errUsage = errors.New("usage: devstack env -out FILE [flags] | devstack run [flags]")
+var errUsage = errors.New("usage: devstack env -out FILE [flags] | devstack run [flags] | devstack s3 [flags] | devstack send [flags]")
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -66,6 +66,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return runRun(ctx, args[1:], os.Stdout, stderr)
 	case "s3":
 		return runS3(ctx, args[1:], os.Stdout)
+	case "send":
+		return runSend(ctx, args[1:], os.Stdout)
 	default:
 		return fmt.Errorf("%w (unknown command %q)", errUsage, args[0])
 	}

@@ -84,7 +84,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		"DYNAMODB_COUNTS_TABLE=telemetry-counts",
 	)
 	envFile := filepath.Join(c.runDir, "stack.env")
-	if err := writeEnvFile(envFile, env); err != nil {
+	// The gateway's address and key too, for `devstack send`.
+	fileEnv := append(append([]string(nil), env...), "DEVSTACK_GATEWAY=http://"+c.gatewayAddr, "DEVSTACK_WRITE_KEY="+c.devKey)
+	if err := writeEnvFile(envFile, fileEnv); err != nil {
 		return err
 	}
 	defer os.Remove(envFile)
@@ -153,6 +155,10 @@ See what arrived:
   source %[15]s && %[16]s/worker tail       # the raw stream, decoded
   source %[15]s && %[16]s/devstack s3       # S3 objects (gzip NDJSON, Athena layout); -cat prints them
   source %[15]s && %[16]s/worker counts     # build-version adoption from DynamoDB (or: make counts)
+
+Fill it with a month of realistic builds and draw the adoption charts:
+  source %[15]s && %[16]s/devstack send -n 20000 -days 30
+  make report                               # writes .run/report.html (open it in a browser)
 
 Sinks:
 %[17]s

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"time"
 )
@@ -18,6 +19,9 @@ import (
 type Netlify struct {
 	rng *rand.Rand
 	now time.Time
+	// days, when positive, spreads events over the days before now, with
+	// build versions following their releases (NewNetlifyAdoption).
+	days int
 }
 
 // NewNetlify returns a deterministic generator: the same seed gives the
@@ -27,6 +31,41 @@ func NewNetlify(seed uint64) *Netlify {
 		rng: rand.New(rand.NewPCG(seed, seed^0x9E3779B97F4A7C15)),
 		now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC),
 	}
+}
+
+// NewNetlifyAdoption returns a deterministic generator of events spread
+// evenly over the days days before end, whose build versions follow an
+// upgrade curve: the newest versions are released one after another
+// within the window, and each is taken up by sites over a few days while
+// the older ones fade. The adoption chart of such events looks like a
+// real one.
+func NewNetlifyAdoption(seed uint64, end time.Time, days int) *Netlify {
+	g := NewNetlify(seed)
+	g.now, g.days = end, max(days, 1)
+	return g
+}
+
+// releasedVersion picks the version of a build at t: walking from the
+// newest version released by t to older ones, a build runs version k with
+// probability 1-exp(-(t-release_k)/tau), else an older one.
+func (g *Netlify) releasedVersion(t time.Time) string {
+	window := time.Duration(g.days) * 24 * time.Hour
+	// The six newest are released in the window, evenly; the rest before.
+	const inWindow = 6
+	tau := max(window/inWindow, time.Hour)
+	for k := range buildVersions {
+		release := g.now.Add(-window * time.Duration(k) / inWindow)
+		if k < inWindow {
+			release = release.Add(-window / inWindow / 2)
+		}
+		if t.Before(release) {
+			continue
+		}
+		if g.rng.Float64() < 1-math.Exp(-float64(t.Sub(release))/float64(tau)) {
+			return buildVersions[k]
+		}
+	}
+	return buildVersions[len(buildVersions)-1]
 }
 
 var (
@@ -110,6 +149,10 @@ func (g *Netlify) Next() Track {
 		p.Duration = &d
 	}
 	ts := g.now.Add(-time.Duration(r.Int64N(int64(24 * time.Hour))))
+	if g.days > 0 {
+		ts = g.now.Add(-time.Duration(r.Int64N(int64(time.Duration(g.days) * 24 * time.Hour))))
+		p.BuildVersion = g.releasedVersion(ts)
+	}
 	return Track{UserID: "buildbot_user", Event: "build:ci_build_process_completed", Timestamp: ts.UnixMilli(), Properties: p}
 }
 
