@@ -275,4 +275,3 @@ func (percentTicks) Ticks(lo, hi float64) []plot.Tick {
 	}
 	return ts
 }
-

@@ -167,4 +167,3 @@ func stripXMLHeader(svg []byte) []byte {
 	}
 	return svg
 }
-
