@@ -46,6 +46,44 @@ WHERE copy = 1
 GROUP BY day, build_version
 ORDER BY day, builds DESC;
 
+-- name: build_version_adoption_curve
+-- The curve `worker counts -html` draws, for ranges longer than the
+-- counters are read for: each week's share of builds per version, the 8
+-- versions with the highest weekly share kept and the rest summed as
+-- other, as the chart bands them (its days become weeks here, which keeps a
+-- year's curve readable). Builds without a version are their own band.
+WITH builds AS (
+  SELECT date_trunc('week', date(from_iso8601_timestamp("timestamp"))) AS week,
+         coalesce(properties.buildversion, '(not set)') AS build_version,
+         row_number() OVER (PARTITION BY messageid ORDER BY receivedat) AS copy
+  FROM telemetry_events
+  WHERE datehour BETWEEN '2026/01/01/00' AND '2026/12/31/23'
+    AND event IN ('build:ci_build_process_completed', 'netlifyCI:buildComplete')
+),
+weekly AS (
+  SELECT week, build_version, count(*) AS builds,
+         1.0 * count(*) / sum(count(*)) OVER (PARTITION BY week) AS share
+  FROM builds
+  WHERE copy = 1
+  GROUP BY week, build_version
+),
+shown AS (
+  SELECT build_version
+  FROM weekly
+  WHERE build_version <> '(not set)'
+  GROUP BY build_version
+  ORDER BY max(share) DESC, sum(builds) DESC
+  LIMIT 8
+)
+SELECT w.week,
+       CASE WHEN w.build_version = '(not set)' OR s.build_version IS NOT NULL THEN w.build_version ELSE 'other' END AS band,
+       sum(w.builds) AS builds,
+       round(100 * sum(w.share), 2) AS share_pct
+FROM weekly w
+LEFT JOIN shown s ON s.build_version = w.build_version
+GROUP BY 1, 2
+ORDER BY 1, 3 DESC;
+
 -- name: plugin_versions
 -- Builds per plugin and version over a range, deduplicated. plugins holds
 -- each plugin's JSON text; legacy events hold bare names (no version).
