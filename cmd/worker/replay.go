@@ -5,6 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"os"
+	"slices"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -12,7 +16,7 @@ import (
 	"github.com/buildtelemetry/pipeline/internal/zaplog"
 )
 
-// runReplay is `worker replay -sink NAME [-reason R] [run flags]`: it
+// runReplay is `worker replay -sink NAME [-reason R] [-list] [run flags]`: it
 // re-drives the parked letters of one sink into it, deleting each letter
 // only once the sink made its events durable. It uses the same settings
 // as `worker run`, so the sink is configured exactly as in production.
@@ -21,6 +25,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string) e
 	sinkName := fs.String("sink", "", "sink whose parked letters to re-drive (required)")
 	reason := fs.String("reason", "", "only letters parked for this reason (breaker-open, permanent, retries-exhausted); empty: all")
 	stopOnError := fs.Bool("stop-on-error", true, "stop at the first letter that fails (the sink is probably still down)")
+	list := fs.Bool("list", false, "only list the sink's letters (key and when parked), replaying nothing")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -43,6 +48,9 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string) e
 	store, err := deadletter.New(clients.s3, deadletter.Config{Bucket: cfg.DeadLetterBkt, Prefix: cfg.DeadLetterPfx})
 	if err != nil {
 		return err
+	}
+	if *list {
+		return listLetters(ctx, store, *sinkName, *reason, os.Stdout)
 	}
 	sinks, closeSinks, err := buildSinks(ctx, cfg, clients, nil, log)
 	if err != nil {
@@ -69,4 +77,24 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string) e
 		return err
 	}
 	return fmt.Errorf("replay: sink %q is not configured (see worker run's sink settings)", *sinkName)
+}
+
+// listLetters prints a sink's letters, oldest first: what a person reads
+// before deciding to replay or delete them. The key names the reason,
+// shard and sequence range.
+func listLetters(ctx context.Context, store *deadletter.Store, sink, reason string, out io.Writer) error {
+	letters, err := store.ListLetters(ctx, sink, reason)
+	if err != nil {
+		return err
+	}
+	slices.SortStableFunc(letters, func(a, b deadletter.Listed) int { return a.Modified.Compare(b.Modified) })
+	for _, l := range letters {
+		when := "-"
+		if !l.Modified.IsZero() {
+			when = l.Modified.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(out, "%s  %s\n", when, l.Key)
+	}
+	fmt.Fprintf(out, "%d letters of sink %s\n", len(letters), sink)
+	return nil
 }

@@ -402,9 +402,19 @@ func TestSinkDownParkedAndReplayed(t *testing.T) {
 	if err := os.MkdirAll(missing, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// -list shows the letters and replays nothing.
+	list := exec.Command(workerBin(t), "replay", "-sink", "file", "-list")
+	list.Env = append(e.s.Endpoints().ChildEnv(), "KINESIS_STREAM="+e.stream, "DEADLETTER_BUCKET="+e.bucket, "SINK_FILE_PATH="+sink)
+	out, err := list.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "deadletter/file/") || strings.Contains(string(out), " 0 letters") {
+		t.Fatalf("replay -list: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(sink); err == nil {
+		t.Fatal("replay -list delivered events")
+	}
 	cmd := exec.Command(workerBin(t), "replay", "-sink", "file")
 	cmd.Env = append(e.s.Endpoints().ChildEnv(), "KINESIS_STREAM="+e.stream, "DEADLETTER_BUCKET="+e.bucket, "SINK_FILE_PATH="+sink)
-	out, err := cmd.CombinedOutput()
+	out, err = cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("replay: %v\n%s", err, out)
 	}
