@@ -311,6 +311,7 @@ func (p *RecordProcessor) decode(kr types.Record) (recs []Record) {
 	defer func() {
 		if v := recover(); v != nil {
 			p.f.metrics.panics.Inc()
+			p.log.Error("recovered panic decoding a record; parking it", zap.String("seq", seq), zap.Any("panic", v), zap.Stack("stack"))
 			p.parkUndecodable(seq, kr.Data, fmt.Errorf("panic decoding record: %v", v))
 			recs = nil
 		}
@@ -464,7 +465,7 @@ func (p *RecordProcessor) fanOut(recs []Record, flush bool) {
 				// other sinks and the shard go on.
 				if v := recover(); v != nil {
 					p.f.metrics.panics.Inc()
-					p.log.Error("sink panicked; parking its records", zap.String("sink", ss.rt.name), zap.Any("panic", v))
+					p.log.Error("recovered panic in a sink; parking its records", zap.String("sink", ss.rt.name), zap.Any("panic", v), zap.Stack("stack"))
 					p.parkSink(ss, recs, ReasonPermanent, Permanent(fmt.Errorf("%s: panic: %v", ss.rt.name, v)))
 				}
 			}()

@@ -26,7 +26,7 @@ func runCounts(ctx context.Context, args []string, getenv func(string) string, o
 	region := fs.String("region", orDefault(getenv("AWS_REGION"), "us-east-1"), "AWS region ($AWS_REGION)")
 	dims := fs.String("dimension", counts.DefaultDimension, "dimensions to report, comma-separated (buildVersion, nodeVersion, osPlatform, framework, status, plugin, or a configured one)")
 	days := fs.Int("days", 7, "days shown, newest first (0: totals only; -html needs at least 1)")
-	page := fs.String("html", "", "write a self-contained page of adoption charts to this file instead of printing tables")
+	page := fs.String("html", "", "write a self-contained page of adoption charts to this file (- for standard output) instead of printing tables")
 	top := fs.Int("top", 8, "values charted per dimension with -html; the rest are summed as other")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -54,7 +54,11 @@ func runCounts(ctx context.Context, args []string, getenv func(string) string, o
 		}
 		reports = append(reports, r)
 	}
-	if *page != "" {
+	switch *page {
+	case "":
+	case "-": // kubectl exec … > report.html: the image has no shell or tar
+		return counts.WriteHTML(out, reports, *top, now)
+	default:
 		return writePage(*page, reports, *top, now)
 	}
 	for i, r := range reports {
