@@ -354,8 +354,9 @@ func NewProducer(api PutRecordsAPI, enc *event.RecordEncoder, cfg ProducerConfig
 // ErrClosed after Close; ErrInvalidMessage for a message that can never be
 // written.
 //
-// When ctx ends first, Write returns ctx.Err() (wrapping ErrThrottled when
-// the shards refused writes within RetryTimeout), but the messages stay
+// When ctx ends first, Write returns ctx.Err(), wrapped in ErrThrottled
+// when the shards refused writes within RetryTimeout, or in ErrBufferFull
+// when no call failed then (the producer is only slow); the messages stay
 // buffered and may still be written: delivery is at least once, and the
 // caller must just not acknowledge them.
 func (p *Producer) Write(ctx context.Context, msgs []Message) error {
@@ -381,7 +382,7 @@ func (p *Producer) Write(ctx context.Context, msgs []Message) error {
 		return ErrClosed
 	}
 	now := time.Now()
-	if p.buffered.Load()+size > p.drain.limit(now, p.cfg.RetryTimeout/2, p.cfg.MaxBufferBytes) {
+	if p.buffered.Load()+size > p.drain.limit(now, p.cfg.RetryTimeout/2, p.cfg.MaxBufferBytes) || p.behindLocked(now) {
 		p.mu.Unlock()
 		p.metrics.bufferFull.Inc()
 		return ErrBufferFull
@@ -397,14 +398,32 @@ func (p *Producer) Write(ctx context.Context, msgs []Message) error {
 	case <-w.done:
 		return w.err
 	case <-ctx.Done():
-		// A wait that ran out while the shards were refusing writes is
-		// the stream at capacity, not down: say ErrThrottled, so the
-		// client backs off (429) instead of treating it as an outage.
-		if p.drain.throttledSince(time.Now(), p.cfg.RetryTimeout) {
+		// Why the wait ran out decides the answer. Kinesis failing
+		// calls or entries is an outage (503). Otherwise the pipeline is
+		// at capacity, not down: the shards refusing writes
+		// (ErrThrottled), or calls slower than the load needs, Kinesis
+		// slow or the gateway short of CPU (ErrBufferFull); both are 429,
+		// so clients back off instead of treating it as an outage.
+		now := time.Now()
+		switch {
+		case p.drain.failedSince(now, p.cfg.RetryTimeout):
+			return ctx.Err()
+		case p.drain.throttledSince(now, p.cfg.RetryTimeout):
 			return fmt.Errorf("%w: %w", ErrThrottled, ctx.Err())
+		default:
+			return fmt.Errorf("%w: %w", ErrBufferFull, ctx.Err())
 		}
-		return ctx.Err()
 	}
+}
+
+// behindLocked reports whether the oldest batch not yet handed to a
+// PutRecords call has waited longer than half the retry timeout (at least
+// a second): the producer is not keeping up, because Kinesis is slow or
+// the gateway short of CPU, and what it admits now would wait past the
+// client's timeout. Refusing it (429) lets clients back off while the
+// queue drains. p.mu is held.
+func (p *Producer) behindLocked(now time.Time) bool {
+	return len(p.batches) > 0 && now.Sub(p.batches[0].first) > max(p.cfg.RetryTimeout/2, time.Second)
 }
 
 func checkMessage(m Message) error {
@@ -662,6 +681,7 @@ func (p *Producer) put(records []*record, entries []types.PutRecordsRequestEntry
 	}
 	if err != nil {
 		p.metrics.calls.WithLabelValues("error").Inc()
+		p.drain.fail(time.Now())
 		var ae smithy.APIError
 		if errors.As(err, &ae) {
 			switch ae.ErrorCode() {
@@ -678,10 +698,11 @@ func (p *Producer) put(records []*record, entries []types.PutRecordsRequestEntry
 	var failedEntries []types.PutRecordsRequestEntry
 	var firstErr error
 	var okRecords, okEvents, okBytes, okData int64
-	throttled := false
+	throttled, entryFailed := false, false
 	for i, res := range out.Records {
 		if code := aws.ToString(res.ErrorCode); code != "" {
 			throttled = throttled || code == "ProvisionedThroughputExceededException"
+			entryFailed = entryFailed || code != "ProvisionedThroughputExceededException"
 			failed = append(failed, records[i])
 			failedEntries = append(failedEntries, entries[i])
 			if firstErr == nil {
@@ -702,6 +723,9 @@ func (p *Producer) put(records []*record, entries []types.PutRecordsRequestEntry
 	if throttled {
 		p.drain.throttle(now)
 		p.metrics.throttled.Inc()
+	}
+	if entryFailed {
+		p.drain.fail(now)
 	}
 	p.stats.records.Add(okRecords)
 	p.stats.events.Add(okEvents)

@@ -765,37 +765,88 @@ func TestProducerWriteCancelled(t *testing.T) {
 	}
 }
 
-// A Write whose wait runs out while the shards refuse entries reports the
-// stream at capacity (429 for the client), not an outage (503); the same
-// timeout without throttling is a plain deadline.
-func TestProducerWriteTimeoutWhileThrottled(t *testing.T) {
-	for _, throttle := range []bool{true, false} {
-		t.Run(fmt.Sprintf("throttled=%v", throttle), func(t *testing.T) {
+// Why a Write's wait ran out decides its error: while the shards refuse
+// entries, the stream is at capacity (ErrThrottled: 429 for the client);
+// while calls fail, Kinesis is down (a plain deadline: 503); when calls
+// only take long, the producer is at capacity (ErrBufferFull: 429).
+func TestProducerWriteTimeoutCause(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		put  func(l *callLog, in *kinesis.PutRecordsInput) (*kinesis.PutRecordsOutput, error)
+		want error // besides the deadline; nil: the deadline alone
+	}{
+		{"throttled", func(l *callLog, in *kinesis.PutRecordsInput) (*kinesis.PutRecordsOutput, error) {
+			fail := make([]int, len(in.Records))
+			for i := range fail {
+				fail[i] = i
+			}
+			return l.respond(in, fail...), nil
+		}, ErrThrottled},
+		{"failing", func(l *callLog, in *kinesis.PutRecordsInput) (*kinesis.PutRecordsOutput, error) {
+			return nil, errors.New("connection reset")
+		}, nil},
+		{"slow", func(l *callLog, in *kinesis.PutRecordsInput) (*kinesis.PutRecordsOutput, error) {
+			time.Sleep(time.Second) // longer than the wait
+			return l.respond(in), nil
+		}, ErrBufferFull},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			var log callLog
 			api := &fakeKinesis{putRecords: func(ctx context.Context, in *kinesis.PutRecordsInput) (*kinesis.PutRecordsOutput, error) {
 				log.add(in)
-				if !throttle {
-					time.Sleep(200 * time.Millisecond) // slow, not refusing
-					return nil, errors.New("connection reset")
-				}
-				fail := make([]int, len(in.Records))
-				for i := range fail {
-					fail[i] = i
-				}
-				return log.respond(in, fail...), nil
+				return tc.put(&log, in)
 			}}
-			p := newTestProducer(t, api, ProducerConfig{Linger: time.Millisecond, RetryTimeout: 500 * time.Millisecond,
+			p := newTestProducer(t, api, ProducerConfig{Linger: time.Millisecond, RetryTimeout: 2 * time.Second,
 				MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
-			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
 			err := p.Write(ctx, msgs("m", 2, 100))
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("Write: %v, want the deadline", err)
 			}
-			if errors.Is(err, ErrThrottled) != throttle {
-				t.Errorf("Write: %v; ErrThrottled %v, want %v", err, errors.Is(err, ErrThrottled), throttle)
+			for _, e := range []error{ErrThrottled, ErrBufferFull, ErrUnavailable} {
+				if errors.Is(err, e) != (e == tc.want) {
+					t.Errorf("Write: %v; errors.Is %v = %v", err, e, errors.Is(err, e))
+				}
 			}
 		})
+	}
+}
+
+// A producer that is not keeping up (its oldest unsent batch waited longer
+// than half the retry timeout) refuses new writes with ErrBufferFull at
+// once, whatever the cause, rather than admit what would time out; the
+// writes it admitted still complete.
+func TestProducerRefusesWhileBehind(t *testing.T) {
+	var log callLog
+	release := make(chan struct{})
+	api := &fakeKinesis{putRecords: func(ctx context.Context, in *kinesis.PutRecordsInput) (*kinesis.PutRecordsOutput, error) {
+		log.add(in)
+		<-release // a stalled call: the next batch queues behind it
+		return log.respond(in), nil
+	}}
+	p := newTestProducer(t, api, ProducerConfig{Linger: time.Millisecond, MaxInFlight: 1, RetryTimeout: 2 * time.Second})
+	errc := make(chan error, 2)
+	go func() { errc <- p.Write(context.Background(), msgs("a", 1, 100)) }()
+	waitFor(t, "the first call", func() bool { calls, _ := log.snapshot(); return len(calls) == 1 })
+	go func() { errc <- p.Write(context.Background(), msgs("b", 1, 100)) }()
+	waitFor(t, "the second write queued", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.batches) == 1
+	})
+	time.Sleep(1100 * time.Millisecond) // past max(RetryTimeout/2, 1s)
+	if err := p.Write(context.Background(), msgs("c", 1, 100)); !errors.Is(err, ErrBufferFull) {
+		t.Errorf("Write while behind: %v, want ErrBufferFull", err)
+	}
+	close(release)
+	for range 2 {
+		if err := <-errc; err != nil {
+			t.Errorf("an admitted write failed: %v", err)
+		}
+	}
+	if err := p.Write(context.Background(), msgs("d", 1, 100)); err != nil {
+		t.Errorf("Write after catching up: %v", err)
 	}
 }
 

@@ -33,6 +33,7 @@ type drainMeter struct {
 	mu        sync.Mutex
 	secs      [rateWindow + 1]secBytes
 	throttled time.Time
+	failed    time.Time // a call or an entry failed other than by throttling
 }
 
 type secBytes struct {
@@ -57,11 +58,25 @@ func (d *drainMeter) throttle(now time.Time) {
 	d.throttled = now
 }
 
+func (d *drainMeter) fail(now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.failed = now
+}
+
 // throttledSince reports whether Kinesis throttled within d before now.
 func (d *drainMeter) throttledSince(now time.Time, within time.Duration) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return !d.throttled.IsZero() && now.Sub(d.throttled) <= within
+}
+
+// failedSince reports whether a call or entry failed, other than by
+// throttling, within d before now.
+func (d *drainMeter) failedSince(now time.Time, within time.Duration) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return !d.failed.IsZero() && now.Sub(d.failed) <= within
 }
 
 // limit returns the buffer bound: most, or while Kinesis throttles what

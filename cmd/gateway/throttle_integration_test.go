@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -65,6 +66,7 @@ func TestThrottledStreamAnswers429(t *testing.T) {
 	acked := map[string]bool{}
 	codes := map[int]int{}
 	missingRetryAfter := 0
+	errBodies := map[string]int{}
 	deadline := time.Now().Add(10 * time.Second)
 	var wg sync.WaitGroup
 	client := &http.Client{Timeout: 30 * time.Second}
@@ -79,10 +81,14 @@ func TestThrottledStreamAnswers429(t *testing.T) {
 			t.Errorf("request: %v", err)
 			return
 		}
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		mu.Lock()
 		defer mu.Unlock()
 		codes[resp.StatusCode]++
+		if resp.StatusCode >= 500 {
+			errBodies[strings.TrimSpace(string(body))]++
+		}
 		if resp.StatusCode == http.StatusOK {
 			for _, id := range ids {
 				acked[id] = true
@@ -164,7 +170,7 @@ func TestThrottledStreamAnswers429(t *testing.T) {
 		t.Errorf("%d answers 429 without Retry-After", missingRetryAfter)
 	}
 	if n := codes[http.StatusServiceUnavailable]; n > 0 {
-		t.Errorf("%d answers 503: a throttled stream is at capacity, not unavailable\n%s", n, lastLines(logs.String(), 6))
+		t.Errorf("%d answers 503 %v: a throttled stream is at capacity, not unavailable\n%s", n, errBodies, lastLines(logs.String(), 6))
 	}
 	if len(perShard) != 2 {
 		t.Errorf("events went to shards %v, want both", perShard)
