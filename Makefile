@@ -81,9 +81,15 @@ fuzz:
 image:
 	scripts/image.sh
 
-lint:
+# gofmt, tidy modules (both), go vet, staticcheck (with the integration
+# tag, which adds files and drops none) and shellcheck; the linters are pinned in scripts/tools.sh.
+lint: tools
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1)
 	$(GO) mod tidy -diff || (echo "go.mod/go.sum: run go mod tidy"; exit 1)
+	cd charts/chartest && $(GO) mod tidy -diff || (echo "charts/chartest/go.mod: run go mod tidy there"; exit 1)
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./...
 	cd charts/chartest && $(GO) vet ./...
+	bin/tools/staticcheck -tags integration ./...
+	cd charts/chartest && ../../bin/tools/staticcheck ./...
+	bin/tools/shellcheck scripts/*.sh .ci/run

@@ -197,7 +197,7 @@ func EncodeKPL(keys []string, records [][]byte) []byte {
 	}
 	for i, r := range records {
 		var rec []byte
-		rec = binary.AppendUvarint(rec, 1<<3|0)
+		rec = binary.AppendUvarint(rec, 1<<3) // field 1 (partition key index), wire type 0: varint
 		rec = binary.AppendUvarint(rec, uint64(i%max(len(keys), 1)))
 		rec = field(rec, 3, r)
 		body = field(body, 3, rec)

@@ -2,7 +2,6 @@ package event
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -11,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Shape is the body layout of a request, decided by its path.
@@ -486,23 +487,9 @@ func derivedID(source string, raw []byte) string {
 	return "gw-" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-func randomUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+).
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], b[10:])
-	return string(s[:])
-}
+// randomUUID is a version 4 UUID: the messageId of an event that has
+// neither one nor a timestamp to derive one from.
+func randomUUID() string { return uuid.NewString() }
 
 func mustJSON(s string) json.RawMessage {
 	return appendString(nil, s)

@@ -96,21 +96,32 @@ func TestRecordDecodeRejects(t *testing.T) {
 	}
 }
 
-// The dictionary pays off most on small records, which low traffic makes.
+// The dictionary pays off most on small records, which low traffic makes:
+// even one event a record compresses to well under half its size, and
+// records of more events compress better still.
 func TestRecordCompression(t *testing.T) {
 	enc, _ := codecs(t)
 	g := corpus.NewNetlify(2)
-	for _, n := range []int{1, 10, 500} {
+	prev := 1.0
+	for _, tc := range []struct {
+		n        int
+		maxRatio float64 // record bytes over raw bytes
+	}{{1, 0.45}, {10, 0.30}, {500, 0.25}} {
 		raw, size := 0, 0
-		for i := 0; i < 2000/n; i++ {
-			events := make([][]byte, n)
+		for i := 0; i < 2000/tc.n; i++ {
+			events := make([][]byte, tc.n)
 			for j := range events {
 				events[j] = g.NextJSON()
 				raw += len(events[j])
 			}
 			size += len(enc.Encode(nil, events))
 		}
-		t.Logf("%4d events/record: %.0f raw bytes/event -> %.0f bytes/event", n, float64(raw)/2000, float64(size)/2000)
+		ratio := float64(size) / float64(raw)
+		t.Logf("%4d events/record: %.0f raw bytes/event -> %.0f bytes/event", tc.n, float64(raw)/2000, float64(size)/2000)
+		if ratio > tc.maxRatio || ratio > prev {
+			t.Errorf("%d events/record compress to %.2f of their size; want at most %.2f and no more than with fewer events (%.2f)", tc.n, ratio, tc.maxRatio, prev)
+		}
+		prev = ratio
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/buildtelemetry/pipeline/event"
+	"github.com/buildtelemetry/pipeline/internal/backoff"
 )
 
 // Errors returned by Producer.Write.
@@ -170,9 +170,9 @@ func (c *ProducerConfig) setDefaults() {
 func (c *ProducerConfig) validate() error {
 	switch {
 	case c.StreamName == "":
-		return errors.New("StreamName is required")
+		return errors.New("a stream name is required (StreamName)")
 	case c.Linger < 0:
-		return fmt.Errorf("Linger %v is negative", c.Linger)
+		return fmt.Errorf("linger %v is negative (Linger)", c.Linger)
 	case c.MaxRecordBytes < 0 || recordBound(c.MaxRecordBytes, kinesisMaxKeyChars*utf8.UTFMax) > kinesisMaxRecordBytes:
 		return fmt.Errorf("MaxRecordBytes %d is outside 1..%d", c.MaxRecordBytes, maxMaxRecordBytes())
 	case c.MaxBufferBytes < 0:
@@ -779,18 +779,10 @@ func (p *Producer) giveUp(failed []*record, err error, attempts int, elapsed tim
 		zap.Int("attempts", attempts), zap.Duration("elapsed", elapsed), zap.Error(err))
 }
 
-// backoff returns the wait before retry attempt+1: exponential from
-// MinBackoff, capped at MaxBackoff, with half of it random so that the
-// flushes failing together do not retry together.
+// backoff returns the wait before retry attempt+1, so that the flushes
+// failing together do not retry together.
 func (p *Producer) backoff(attempt int) time.Duration {
-	d := p.cfg.MaxBackoff
-	if attempt < 30 {
-		d = min(p.cfg.MinBackoff<<attempt, p.cfg.MaxBackoff)
-	}
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2+1)
+	return backoff.Policy{Min: p.cfg.MinBackoff, Max: p.cfg.MaxBackoff}.Delay(attempt)
 }
 
 // rateLimitedLog logs retries at most once a second, with the count of

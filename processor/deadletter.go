@@ -60,8 +60,3 @@ type DeadLetters interface {
 	Park(ctx context.Context, l Letter) error
 }
 
-// DeadLettersFunc adapts a function to DeadLetters.
-type DeadLettersFunc func(ctx context.Context, l Letter) error
-
-// Park calls f.
-func (f DeadLettersFunc) Park(ctx context.Context, l Letter) error { return f(ctx, l) }

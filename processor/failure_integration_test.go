@@ -111,7 +111,7 @@ func (d *destination) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	case "429":
 		w.Header().Set("Retry-After", "1")
-		http.Error(w, "slow down", 429)
+		http.Error(w, "slow down", http.StatusTooManyRequests)
 		return
 	case "hang":
 		// Read the body first: only then does net/http watch the

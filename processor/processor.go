@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/buildtelemetry/pipeline/event"
+	"github.com/buildtelemetry/pipeline/internal/backoff"
 )
 
 // RecordProcessor processes one shard under one lease: it decodes each
@@ -913,15 +913,10 @@ func (p *RecordProcessor) retry(f func(context.Context) error) error {
 	return err
 }
 
-// backoff returns the wait before retry attempt+1: capped exponential
-// with full jitter, and never less than the server's Retry-After.
+// backoff returns the wait before retry attempt+1, never less than the
+// server's Retry-After.
 func (p *RecordProcessor) backoff(attempt int, retryAfter time.Duration) time.Duration {
-	d := p.f.cfg.MinBackoff << min(attempt, 20)
-	if d > p.f.cfg.MaxBackoff || d <= 0 {
-		d = p.f.cfg.MaxBackoff
-	}
-	d = d/2 + rand.N(d/2+1)
-	return max(d, retryAfter)
+	return max(backoff.Policy{Min: p.f.cfg.MinBackoff, Max: p.f.cfg.MaxBackoff}.Delay(attempt), retryAfter)
 }
 
 // sinkStateSaver is the StateWriter a writer gets in its Shard.

@@ -21,7 +21,7 @@ fi
 # no socket, no permission): say so instead of failing halfway through.
 if ! info_err=$("$docker" info 2>&1 >/dev/null); then
   echo "image.sh: no container engine available: '$docker info' failed:" >&2
-  echo "$info_err" | sed 's/^/  /' >&2
+  while IFS= read -r line; do echo "  $line" >&2; done <<<"$info_err"
   echo "image.sh: start the Docker daemon (or point DOCKER_HOST at one) and run 'make image' again." >&2
   echo "image.sh: what can be checked without an engine runs in 'make test' (charts/chartest: TestImage*)." >&2
   exit 2

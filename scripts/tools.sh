@@ -5,12 +5,19 @@
 #
 #   promtool     Prometheus's rule checker and rule unit-test runner
 #                (charts/chartest runs the chart's alerts through it)
+#   staticcheck  Go static analysis (make lint)
+#   shellcheck   shell script analysis of scripts/ (make lint); Debian's
+#                package, the only build served here
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # promtool of Prometheus 3.x: its Go module versions are v0.<major><minor>.
 PROMTOOL_MODULE=github.com/prometheus/prometheus/cmd/promtool
 PROMTOOL_VERSION=v0.316.0
+STATICCHECK_MODULE=honnef.co/go/tools/cmd/staticcheck
+STATICCHECK_VERSION=v0.8.2
+SHELLCHECK_VERSION=0.9.0
+SHELLCHECK_DEB=shellcheck=0.9.0-1
 
 dir=$PWD/bin/tools
 mkdir -p "$dir"
@@ -29,3 +36,18 @@ install() {
 }
 
 install promtool "$PROMTOOL_MODULE" "$PROMTOOL_VERSION"
+install staticcheck "$STATICCHECK_MODULE" "$STATICCHECK_VERSION"
+
+# shellcheck is Haskell, not Go: Debian's package, pinned. It needs root
+# (CI and these machines run as root); otherwise install it by hand.
+if ! shellcheck --version 2>/dev/null | grep -q "^version: $SHELLCHECK_VERSION\$"; then
+  echo "tools.sh: installing $SHELLCHECK_DEB from Debian's packages" >&2
+  if [[ $(id -u) != 0 ]]; then
+    echo "tools.sh: shellcheck $SHELLCHECK_VERSION is missing and installing it needs root: apt-get install $SHELLCHECK_DEB" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q "$SHELLCHECK_DEB" >/dev/null 2>&1 ||
+    { apt-get update -q >/dev/null && apt-get install -y -q "$SHELLCHECK_DEB" >/dev/null; }
+fi
+ln -sf "$(command -v shellcheck)" "$dir/shellcheck"

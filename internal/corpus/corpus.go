@@ -6,12 +6,15 @@
 package corpus
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Netlify generates Netlify-Build-shaped track events. It is not safe for
@@ -198,13 +201,12 @@ func (g *Netlify) hex(n int) string {
 	return hex.EncodeToString(b)
 }
 
+// uuid is a version 4 UUID from the generator's own randomness, so that
+// a seed gives the same IDs.
 func (g *Netlify) uuid() string {
 	b := make([]byte, 16)
 	for i := range b {
 		b[i] = byte(g.rng.Uint32())
 	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b)
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+	return uuid.Must(uuid.NewRandomFromReader(bytes.NewReader(b))).String()
 }

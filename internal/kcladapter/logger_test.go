@@ -90,8 +90,21 @@ func TestLoggerWithFields(t *testing.T) {
 	}
 }
 
+// A nil zap logger gives a working logger that drops everything, as the
+// library may log before the worker's logger is wired.
 func TestNewLoggerNil(t *testing.T) {
-	NewLogger(nil).WithFields(logger.Fields{"a": 1}).Errorf("dropped")
+	l := NewLogger(nil)
+	if l == nil {
+		t.Fatal("NewLogger(nil) = nil")
+	}
+	z, ok := l.WithFields(logger.Fields{"a": 1}).(*zapLogger)
+	if !ok {
+		t.Fatalf("WithFields returned %T, want *zapLogger", l.WithFields(nil))
+	}
+	if z.s.Desugar().Core().Enabled(zapcore.ErrorLevel) {
+		t.Error("a nil logger's replacement logs: want a no-op")
+	}
+	z.Errorf("dropped")
 }
 
 // TestRouteLogrus changes the global logrus logger, as the worker does,
