@@ -59,4 +59,3 @@ type LetterEntry struct {
 type DeadLetters interface {
 	Park(ctx context.Context, l Letter) error
 }
-
