@@ -6,8 +6,8 @@
 #   promtool     Prometheus's rule checker and rule unit-test runner
 #                (charts/chartest runs the chart's alerts through it)
 #   staticcheck  Go static analysis (make lint)
-#   shellcheck   shell script analysis of scripts/ (make lint); Debian's
-#                package, the only build served here
+#   ShellCheck   shell script analysis of scripts/ (make lint), from
+#                Debian's package, the only build served here
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -77,8 +77,9 @@ func TestEnsureTableConcurrently(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := checkKeySchema(out.Table); err != nil || out.Table.TableStatus != types.TableStatusActive {
-		t.Errorf("table %s: %v, status %s", e.table, err, out.Table.TableStatus)
+	ks := out.Table.KeySchema
+	if len(ks) != 2 || aws.ToString(ks[0].AttributeName) != attrPK || aws.ToString(ks[1].AttributeName) != attrSK || out.Table.TableStatus != types.TableStatusActive {
+		t.Errorf("table %s: keys %+v, status %s; want pk and sk, ACTIVE", e.table, ks, out.Table.TableStatus)
 	}
 }
 
