@@ -38,7 +38,7 @@ install() {
 install promtool "$PROMTOOL_MODULE" "$PROMTOOL_VERSION"
 install staticcheck "$STATICCHECK_MODULE" "$STATICCHECK_VERSION"
 
-# shellcheck is Haskell, not Go: Debian's package, pinned. It needs root
+# ShellCheck is Haskell, not Go: Debian's package, pinned. It needs root
 # (CI and these machines run as root); otherwise install it by hand.
 if ! shellcheck --version 2>/dev/null | grep -q "^version: $SHELLCHECK_VERSION\$"; then
   echo "tools.sh: installing $SHELLCHECK_DEB from Debian's packages" >&2
