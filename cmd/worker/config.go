@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -11,7 +13,11 @@ import (
 	"github.com/buildtelemetry/pipeline/checkpoint"
 	"github.com/buildtelemetry/pipeline/deadletter"
 	"github.com/buildtelemetry/pipeline/internal/envflag"
+	"github.com/buildtelemetry/pipeline/processor"
 	ddbsink "github.com/buildtelemetry/pipeline/sink/dynamodb"
+	"github.com/buildtelemetry/pipeline/sink/ga4"
+	s3sink "github.com/buildtelemetry/pipeline/sink/s3"
+	"github.com/buildtelemetry/pipeline/sink/segment"
 )
 
 // runConfig is every setting of `worker run`. Each is a flag whose default
@@ -113,34 +119,34 @@ func loadRunConfig(args []string, getenv func(string) string) (runConfig, error)
 	fs.String(&c.MemoryBudget, "memory-budget", "WORKER_MEMORY_BUDGET", "", "bytes of decoded records all shards hold at once (default: a quarter of the memory limit, or 64Mi without one)")
 	fs.Int(&c.MaxRecords, "max-records", "WORKER_MAX_RECORDS", 250, "records per GetRecords call; each of ours packs many events, so this bounds a batch's memory")
 	fs.Duration(&c.IdleTime, "idle-time", "WORKER_IDLE_TIME", time.Second, "wait between polls of an idle shard")
-	fs.Duration(&c.SinkTimeout, "sink-timeout", "WORKER_SINK_TIMEOUT", 30*time.Second, "timeout of one sink call")
-	fs.Duration(&c.RetryBudget, "retry-budget", "WORKER_RETRY_BUDGET", 60*time.Second, "retry time per batch and sink before its records are parked")
-	fs.Int(&c.BreakerFailures, "breaker-failures", "WORKER_BREAKER_FAILURES", 5, "consecutive transient failures that open a sink's breaker")
-	fs.Duration(&c.BreakerOpen, "breaker-open", "WORKER_BREAKER_OPEN_TIMEOUT", 30*time.Second, "how long an open breaker waits before a probe")
+	fs.Duration(&c.SinkTimeout, "sink-timeout", "WORKER_SINK_TIMEOUT", processor.DefaultCallTimeout, "timeout of one sink call")
+	fs.Duration(&c.RetryBudget, "retry-budget", "WORKER_RETRY_BUDGET", processor.DefaultRetryBudget, "retry time per batch and sink before its records are parked")
+	fs.Int(&c.BreakerFailures, "breaker-failures", "WORKER_BREAKER_FAILURES", processor.DefaultBreakerFailures, "consecutive transient failures that open a sink's breaker")
+	fs.Duration(&c.BreakerOpen, "breaker-open", "WORKER_BREAKER_OPEN_TIMEOUT", processor.DefaultBreakerOpenTimeout, "how long an open breaker waits before a probe")
 	fs.Duration(&c.ShutdownTimeout, "shutdown-timeout", "WORKER_SHUTDOWN_TIMEOUT", 25*time.Second, "on SIGTERM, time to flush sinks, checkpoint and release leases")
 	fs.String(&c.DeadLetterBkt, "dead-letter-bucket", "DEADLETTER_BUCKET", "", "S3 bucket of the dead-letter store (required)")
-	fs.String(&c.DeadLetterPfx, "dead-letter-prefix", "DEADLETTER_PREFIX", "deadletter/", "key prefix of the dead-letter store")
+	fs.String(&c.DeadLetterPfx, "dead-letter-prefix", "DEADLETTER_PREFIX", deadletter.DefaultPrefix, "key prefix of the dead-letter store")
 	fs.String(&c.FileSinkPath, "file-sink", "SINK_FILE_PATH", "", "append every event as NDJSON to this file (- for stdout); empty: off")
 	fs.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	fs.String(&c.SegmentWriteKey, "segment-write-key", "SEGMENT_WRITE_KEY", "", "Segment source write key; empty (and no file): the Segment sink is off")
 	fs.String(&c.SegmentWriteKeyFile, "segment-write-key-file", "SEGMENT_WRITE_KEY_FILE", "", "file holding the Segment write key (a mounted secret)")
-	fs.String(&c.SegmentEndpoint, "segment-endpoint", "SEGMENT_ENDPOINT", "https://api.segment.io", "Segment API origin (EU: https://events.eu1.segmentapis.com)")
-	fs.Duration(&c.SegmentTimeout, "segment-timeout", "SEGMENT_TIMEOUT", 10*time.Second, "timeout of one Segment request")
+	fs.String(&c.SegmentEndpoint, "segment-endpoint", "SEGMENT_ENDPOINT", segment.DefaultEndpoint, "Segment API origin (EU: https://events.eu1.segmentapis.com)")
+	fs.Duration(&c.SegmentTimeout, "segment-timeout", "SEGMENT_TIMEOUT", segment.DefaultTimeout, "timeout of one Segment request")
 	fs.String(&c.GA4MeasurementID, "ga4-measurement-id", "GA4_MEASUREMENT_ID", "", "GA4 measurement ID (G-...); with the API secret it turns the GA4 sink on")
 	fs.String(&c.GA4APISecret, "ga4-api-secret", "GA4_API_SECRET", "", "GA4 Measurement Protocol API secret")
 	fs.String(&c.GA4APISecretFile, "ga4-api-secret-file", "GA4_API_SECRET_FILE", "", "file holding the GA4 API secret (a mounted secret)")
-	fs.String(&c.GA4Endpoint, "ga4-endpoint", "GA4_ENDPOINT", "https://www.google-analytics.com", "GA4 Measurement Protocol origin")
+	fs.String(&c.GA4Endpoint, "ga4-endpoint", "GA4_ENDPOINT", ga4.DefaultEndpoint, "GA4 Measurement Protocol origin")
 	fs.Bool(&c.GA4Validate, "ga4-validate", "GA4_VALIDATE", false, "send to /debug/mp/collect and log validation messages instead of collecting")
 	fs.String(&c.GA4SharedUserIDs, "ga4-shared-user-ids", "GA4_SHARED_USER_IDS", "buildbot_user", "userIds shared by many users, never sent as user_id (comma-separated)")
-	fs.Int(&c.GA4Concurrency, "ga4-concurrency", "GA4_CONCURRENCY", 8, "concurrent GA4 requests per shard")
-	fs.Duration(&c.GA4Timeout, "ga4-timeout", "GA4_TIMEOUT", 10*time.Second, "timeout of one GA4 request")
+	fs.Int(&c.GA4Concurrency, "ga4-concurrency", "GA4_CONCURRENCY", ga4.DefaultConcurrency, "concurrent GA4 requests per shard")
+	fs.Duration(&c.GA4Timeout, "ga4-timeout", "GA4_TIMEOUT", ga4.DefaultTimeout, "timeout of one GA4 request")
 	fs.String(&c.S3Bucket, "s3-bucket", "S3_BUCKET", "", "bucket of the Firehose-style event objects; empty: the S3 sink is off")
-	fs.String(&c.S3Prefix, "s3-prefix", "S3_PREFIX", "events/", "key prefix of event objects (the Athena table's location)")
-	fs.String(&c.S3ErrorPrefix, "s3-error-prefix", "S3_ERROR_PREFIX", "errors/", "key prefix of records that cannot be written")
-	fs.Int(&c.S3BufferBytes, "s3-buffer-bytes", "S3_BUFFER_BYTES", 5<<20, "uncompressed bytes buffered per shard before an object is written")
-	fs.Duration(&c.S3BufferInterval, "s3-buffer-interval", "S3_BUFFER_INTERVAL", 300*time.Second, "oldest buffered event's age that writes an object")
-	fs.Int(&c.S3MultipartThreshold, "s3-multipart-threshold", "S3_MULTIPART_THRESHOLD", 8<<20, "compressed object size from which multipart upload is used")
-	fs.Int(&c.S3MaxEventBytes, "s3-max-event-bytes", "S3_MAX_EVENT_BYTES", 1000<<10, "larger events go to the error prefix")
+	fs.String(&c.S3Prefix, "s3-prefix", "S3_PREFIX", s3sink.DefaultPrefix, "key prefix of event objects (the Athena table's location)")
+	fs.String(&c.S3ErrorPrefix, "s3-error-prefix", "S3_ERROR_PREFIX", s3sink.DefaultErrorPrefix, "key prefix of records that cannot be written")
+	fs.Int(&c.S3BufferBytes, "s3-buffer-bytes", "S3_BUFFER_BYTES", s3sink.DefaultBufferBytes, "uncompressed bytes buffered per shard before an object is written")
+	fs.Duration(&c.S3BufferInterval, "s3-buffer-interval", "S3_BUFFER_INTERVAL", s3sink.DefaultBufferInterval, "oldest buffered event's age that writes an object")
+	fs.Int(&c.S3MultipartThreshold, "s3-multipart-threshold", "S3_MULTIPART_THRESHOLD", s3sink.DefaultMultipartThreshold, "compressed object size from which multipart upload is used")
+	fs.Int(&c.S3MaxEventBytes, "s3-max-event-bytes", "S3_MAX_EVENT_BYTES", s3sink.DefaultMaxEventBytes, "larger events go to the error prefix")
 	fs.Bool(&c.S3HonorIntegrations, "s3-honor-integrations", "S3_HONOR_INTEGRATIONS", false, "skip events whose integrations object turns \"Amazon S3\" off; default: the archive keeps every event")
 	fs.String(&c.CountsTable, "counts-table", "DYNAMODB_COUNTS_TABLE", "", "DynamoDB table of build-version counts, created if missing; empty: the DynamoDB sink is off")
 	fs.String(&c.CountDimensions, "count-dimensions", "DYNAMODB_COUNT_DIMENSIONS", "", "counted dimensions as name=property.path,... (empty: buildVersion, nodeVersion, osPlatform, framework, status, plugin)")
@@ -189,7 +195,60 @@ func loadRunConfig(args []string, getenv func(string) string) (runConfig, error)
 	if c.LeaseRefresh >= c.LeaseDuration {
 		errs = append(errs, errors.New("WORKER_LEASE_REFRESH must be shorter than WORKER_LEASE_DURATION"))
 	}
+	errs = append(errs, c.checkRanges()...)
 	return c, errors.Join(errs...)
+}
+
+// checkRanges names every setting whose value cannot work: a zero where
+// zero would stall or spin, a count outside what the service takes, an
+// endpoint that is not an absolute URL. Negative numbers are refused
+// before, by name, for every setting.
+func (c runConfig) checkRanges() []error {
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"WORKER_SHARD_SYNC_INTERVAL", c.ShardSync}, {"WORKER_LEASE_DURATION", c.LeaseDuration},
+		{"WORKER_LEASE_REFRESH", c.LeaseRefresh}, {"WORKER_SINK_TIMEOUT", c.SinkTimeout},
+		{"WORKER_RETRY_BUDGET", c.RetryBudget}, {"WORKER_BREAKER_OPEN_TIMEOUT", c.BreakerOpen},
+		{"WORKER_SHUTDOWN_TIMEOUT", c.ShutdownTimeout}, {"SEGMENT_TIMEOUT", c.SegmentTimeout},
+		{"GA4_TIMEOUT", c.GA4Timeout}, {"S3_BUFFER_INTERVAL", c.S3BufferInterval},
+		{"DYNAMODB_COUNT_FLUSH_INTERVAL", c.CountFlushAge},
+	} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %v", d.name, d.v))
+		}
+	}
+	for _, n := range []struct {
+		name    string
+		v, l, h int
+	}{
+		// GetRecords takes at most 10,000 records.
+		{"WORKER_MAX_RECORDS", c.MaxRecords, 1, 10000},
+		{"GA4_CONCURRENCY", c.GA4Concurrency, 1, 256},
+		{"S3_BUFFER_BYTES", c.S3BufferBytes, 1, math.MaxInt},
+		// S3 refuses multipart parts under 5 MiB (but the last).
+		{"S3_MULTIPART_THRESHOLD", c.S3MultipartThreshold, 5 << 20, math.MaxInt},
+		{"S3_MAX_EVENT_BYTES", c.S3MaxEventBytes, 1, math.MaxInt},
+		{"DYNAMODB_COUNT_PARALLELISM", c.CountParallelism, 1, 256},
+		{"DYNAMODB_COUNT_FLUSH_EVENTS", c.CountFlushEvents, 1, math.MaxInt},
+	} {
+		if n.v < n.l || n.v > n.h {
+			errs = append(errs, fmt.Errorf("%s must be in %d..%d, got %d", n.name, n.l, n.h, n.v))
+		}
+	}
+	for _, u := range []struct{ name, v string }{{"SEGMENT_ENDPOINT", c.SegmentEndpoint}, {"GA4_ENDPOINT", c.GA4Endpoint}} {
+		if p, err := url.Parse(u.v); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			errs = append(errs, fmt.Errorf("%s must be an http or https URL, got %q", u.name, u.v))
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("LOG_LEVEL must be debug, info, warn or error, got %q", c.LogLevel))
+	}
+	return errs
 }
 
 // secret returns value, or the trimmed content of file when value is empty:
