@@ -67,6 +67,12 @@ var packageResources = map[string]map[string]resource{
 	kclWorker:                           {"kinesis": stream},
 }
 
+// sharedResources are packages whose calls act on whichever resource
+// their callers name: each call needs its grant on every one of them.
+var sharedResources = map[string]map[string][]resource{
+	modulePath + "/internal/ddbtable": {"dynamodb": {leaseTable, countTable}}, // table setup of checkpoint and sink/dynamodb
+}
+
 // skipped are files and packages of the KCL library whose AWS calls the
 // worker never makes, with the reason; each reason is checked below.
 var (
@@ -272,8 +278,11 @@ func codeGrants(t *testing.T, mainPkg string) map[grant][]string {
 		resources, known := packageResources[importPath]
 		var unmapped []string
 		for _, c := range calls {
-			r, ok := resources[c.service]
-			if !known || !ok {
+			rs := sharedResources[importPath][c.service]
+			if r, ok := resources[c.service]; known && ok {
+				rs = append(rs, r)
+			}
+			if len(rs) == 0 {
 				if op := c.service + " " + c.op; !slices.Contains(unmapped, op) {
 					unmapped = append(unmapped, op)
 				}
@@ -299,10 +308,12 @@ func codeGrants(t *testing.T, mainPkg string) map[grant][]string {
 				t.Errorf("%s: service %s: teach iam_test.go its ARNs and actions", c.pos, c.service)
 				continue
 			}
-			for _, a := range actions {
-				for _, arn := range arnsOf(r, bucketLevel) {
-					g := grant{a, arn}
-					want[g] = append(want[g], c.pos)
+			for _, r := range rs {
+				for _, a := range actions {
+					for _, arn := range arnsOf(r, bucketLevel) {
+						g := grant{a, arn}
+						want[g] = append(want[g], c.pos)
+					}
 				}
 			}
 		}
