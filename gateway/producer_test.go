@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/buildtelemetry/pipeline/event"
+	"github.com/buildtelemetry/pipeline/internal/testkit"
 )
 
 // fakeKinesis is a PutRecordsAPI whose behaviour each test sets. An unset
@@ -134,11 +135,7 @@ func checkNoProducerGoroutines(t testing.TB) {
 // waitFor polls cond until it holds; the test's own timeout bounds it.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
+	testkit.WaitFor(t, what, 10*time.Second, cond)
 }
 
 // msg returns a message whose Data is a JSON event of exactly size bytes

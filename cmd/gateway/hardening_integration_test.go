@@ -4,7 +4,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -15,34 +14,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/buildtelemetry/pipeline/internal/devstack"
+	"github.com/buildtelemetry/pipeline/internal/testkit"
 )
-
-// lockedBuffer is a bytes.Buffer the gateway's output and the test share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // startGateway runs the gateway binary on a fresh stream with extra
 // environment, waits for /readyz and returns its base URL and output.
-func startGateway(t *testing.T, bin string, extra ...string) (string, *lockedBuffer) {
+func startGateway(t *testing.T, bin string, extra ...string) (string, *testkit.Buffer) {
 	t.Helper()
 	s := devstack.ForTest(t)
 	stream := devstack.UniqueName(t, "hard")
@@ -50,7 +31,7 @@ func startGateway(t *testing.T, bin string, extra ...string) (string, *lockedBuf
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	logs := &lockedBuffer{}
+	logs := &testkit.Buffer{}
 	cmd := exec.Command(bin)
 	cmd.Env = append(append(s.Endpoints().ChildEnv(),
 		"KINESIS_STREAM="+stream, "GATEWAY_ADDR="+addr, "GATEWAY_METRICS_ADDR="+freeAddr(t)), extra...)

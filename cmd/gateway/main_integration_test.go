@@ -22,6 +22,7 @@ import (
 	"github.com/buildtelemetry/pipeline/event"
 	"github.com/buildtelemetry/pipeline/internal/devstack"
 	"github.com/buildtelemetry/pipeline/internal/streamread"
+	"github.com/buildtelemetry/pipeline/internal/testkit"
 )
 
 func TestMain(m *testing.M) { os.Exit(devstack.Main(m)) }
@@ -72,7 +73,7 @@ func TestSIGTERMLosesNothingAcknowledged(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	logs := &lockedBuffer{}
+	logs := &testkit.Buffer{}
 	cmd := exec.Command(buildGateway(t))
 	cmd.Env = append(s.Endpoints().ChildEnv(),
 		"KINESIS_STREAM="+stream,

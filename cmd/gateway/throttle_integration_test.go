@@ -21,6 +21,7 @@ import (
 	"github.com/buildtelemetry/pipeline/internal/devstack"
 	"github.com/buildtelemetry/pipeline/internal/devstack/limits"
 	"github.com/buildtelemetry/pipeline/internal/streamread"
+	"github.com/buildtelemetry/pipeline/internal/testkit"
 )
 
 // TestThrottledStreamAnswers429: clients send twice what a 2-shard stream
@@ -45,7 +46,7 @@ func TestThrottledStreamAnswers429(t *testing.T) {
 	}
 	defer lim.Close()
 	addr := freeAddr(t)
-	logs := &lockedBuffer{}
+	logs := &testkit.Buffer{}
 	cmd := exec.Command(buildGateway(t))
 	cmd.Env = append(s.Endpoints().ChildEnv(),
 		"AWS_ENDPOINT_URL_KINESIS="+lim.KinesisURL,

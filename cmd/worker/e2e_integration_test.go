@@ -26,6 +26,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/buildtelemetry/pipeline/internal/devstack"
+	"github.com/buildtelemetry/pipeline/internal/testkit"
 )
 
 // segmentServer stands in for Segment's /v1/batch: Basic auth with the
@@ -100,7 +101,7 @@ func buildGateway(t *testing.T) string {
 // startGateway runs the gateway binary on e's stream with the write keys
 // given (key=source,...), waits until it is ready and returns its address
 // and its output; the test's cleanup stops it.
-func startGateway(t *testing.T, e *env, keys string) (string, *syncBuffer) {
+func startGateway(t *testing.T, e *env, keys string) (string, *testkit.Buffer) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -111,7 +112,7 @@ func startGateway(t *testing.T, e *env, keys string) (string, *syncBuffer) {
 	gw := exec.Command(buildGateway(t))
 	gw.Env = append(e.s.Endpoints().ChildEnv(), "KINESIS_STREAM="+e.stream, "GATEWAY_ADDR="+addr,
 		"GATEWAY_METRICS_ADDR=127.0.0.1:0", "GATEWAY_WRITE_KEYS="+keys)
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	gw.Stdout, gw.Stderr = logs, logs
 	if err := gw.Start(); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/buildtelemetry/pipeline/internal/loadtest"
+	"github.com/buildtelemetry/pipeline/internal/testkit"
 )
 
 // plainWorkerBin builds the worker without the race detector, whose
@@ -57,7 +58,7 @@ func TestBacklogDrainedUnderMemoryBudget(t *testing.T) {
 	if err := loadtest.PutBacklog(context.Background(), e.s.Kinesis(), e.enc, e.stream, n); err != nil {
 		t.Fatal(err)
 	}
-	w := &worker{id: "mem", sink: filepath.Join(e.dir, "mem.ndjson"), logs: &syncBuffer{}, done: make(chan error, 1)}
+	w := &worker{id: "mem", sink: filepath.Join(e.dir, "mem.ndjson"), logs: &testkit.Buffer{}, done: make(chan error, 1)}
 	w.cmd = exec.Command(plainWorkerBin(t), "run")
 	w.cmd.Env = append(e.s.Endpoints().ChildEnv(),
 		"KINESIS_STREAM="+e.stream, "WORKER_APP="+e.app, "WORKER_ID=mem",

@@ -4,7 +4,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/buildtelemetry/pipeline/event"
 	"github.com/buildtelemetry/pipeline/internal/devstack"
+	"github.com/buildtelemetry/pipeline/internal/testkit"
 )
 
 func TestMain(m *testing.M) { os.Exit(devstack.Main(m)) }
@@ -89,30 +89,13 @@ type worker struct {
 	id   string
 	cmd  *exec.Cmd
 	sink string
-	logs *syncBuffer
+	logs *testkit.Buffer
 	done chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func (e *env) startWorker(id string, extra ...string) *worker {
 	e.t.Helper()
-	w := &worker{id: id, sink: filepath.Join(e.dir, id+".ndjson"), logs: &syncBuffer{}, done: make(chan error, 1)}
+	w := &worker{id: id, sink: filepath.Join(e.dir, id+".ndjson"), logs: &testkit.Buffer{}, done: make(chan error, 1)}
 	w.cmd = exec.Command(workerBin(e.t), "run")
 	w.cmd.Env = append(e.s.Endpoints().ChildEnv(),
 		"KINESIS_STREAM="+e.stream, "WORKER_APP="+e.app, "WORKER_ID="+id,
@@ -185,16 +168,10 @@ func delivered(t *testing.T, workers ...*worker) (map[string]int, []string) {
 	return got, order
 }
 
+// waitFor is testkit.WaitFor, the name these tests grew up with.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return time.Since(start)
+	return testkit.WaitFor(t, what, timeout, cond)
 }
 
 func allDelivered(t *testing.T, ids []string, workers ...*worker) func() bool {

@@ -1,0 +1,47 @@
+// Package testkit holds the helpers the tests of several packages share:
+// a buffer a child process and the test can use at once, and polling for
+// a condition. The sink contract suite is its sinktest package.
+package testkit
+
+import (
+	"bytes"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Buffer is a bytes.Buffer safe for a writer (a child process's output)
+// and a reader (the test) at once.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns everything written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// WaitFor polls cond until it holds, failing the test after timeout, and
+// returns how long it took. It polls every 10 ms at first, then slower, so
+// that fast conditions return fast and slow ones do not spin.
+func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for delay := 10 * time.Millisecond; !cond(); delay = min(2*delay, 100*time.Millisecond) {
+		if time.Since(start) > timeout {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(delay)
+	}
+	return time.Since(start)
+}
