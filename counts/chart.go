@@ -2,6 +2,7 @@ package counts
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"image/color"
 	"slices"
@@ -47,18 +48,15 @@ type Series struct {
 // Series returns the chart of r with its top values, the others summed.
 func (r Report) Series(top int) Series {
 	n := len(r.Days)
-	s := Series{Dimension: r.Dimension, Days: make([]string, n), Events: make([]int64, n), Stacked: true}
-	for i := range n { // oldest first
-		s.Days[i] = r.Days[n-1-i]
-		s.Events[i] = r.Events[n-1-i]
-	}
+	// A report lists days newest first; a chart draws them oldest first.
 	chrono := func(days []int64) []int64 {
-		out := make([]int64, n)
-		for i := range n {
-			out[i] = days[n-1-i]
-		}
+		out := slices.Clone(days)
+		slices.Reverse(out)
 		return out
 	}
+	days := slices.Clone(r.Days)
+	slices.Reverse(days)
+	s := Series{Dimension: r.Dimension, Days: days, Events: chrono(r.Events), Stacked: true}
 	sum := make([]int64, n) // of every value, per day
 	rows := slices.Clone(r.Rows)
 	for _, row := range rows {
@@ -90,19 +88,7 @@ func (r Report) Series(top int) Series {
 		return t
 	}
 	slices.SortStableFunc(rows, func(a, b Row) int {
-		if pa, pb := peak(a), peak(b); pa != pb {
-			if pa > pb {
-				return -1
-			}
-			return 1
-		}
-		if wa, wb := window(a), window(b); wa != wb {
-			if wa > wb {
-				return -1
-			}
-			return 1
-		}
-		return CompareVersions(b.Value, a.Value)
+		return cmp.Or(cmp.Compare(peak(b), peak(a)), cmp.Compare(window(b), window(a)), CompareVersions(b.Value, a.Value))
 	})
 	shown := rows[:min(max(top, 1), len(rows))]
 	rest := rows[len(shown):]
@@ -110,9 +96,6 @@ func (r Report) Series(top int) Series {
 	shown = slices.Clone(shown)
 	slices.SortStableFunc(shown, func(a, b Row) int { return CompareVersions(b.Value, a.Value) })
 	for _, row := range shown {
-		if window(row) == 0 {
-			continue
-		}
 		s.Values = append(s.Values, row.Value)
 		s.Counts = append(s.Counts, chrono(row.Days))
 	}

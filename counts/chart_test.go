@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/buildtelemetry/pipeline/internal/testkit"
 	ddbsink "github.com/buildtelemetry/pipeline/sink/dynamodb"
 )
 
@@ -63,28 +64,6 @@ func TestSeriesMultiValued(t *testing.T) {
 	}
 }
 
-var (
-	dailyTableRE = regexp.MustCompile(`(?s)<table class="daily" data-dimension="([^"]+)">(.*?)</table>`)
-	rowRE        = regexp.MustCompile(`(?s)<tr>(.*?)</tr>`)
-	cellRE       = regexp.MustCompile(`<t[hd]>([^<]*)</t[hd]>`)
-)
-
-// pageTables reads the page's daily tables back: dimension -> rows of
-// cells, header first.
-func pageTables(page string) map[string][][]string {
-	out := map[string][][]string{}
-	for _, m := range dailyTableRE.FindAllStringSubmatch(page, -1) {
-		for _, row := range rowRE.FindAllStringSubmatch(m[2], -1) {
-			var cells []string
-			for _, c := range cellRE.FindAllStringSubmatch(row[1], -1) {
-				cells = append(cells, c[1])
-			}
-			out[m[1]] = append(out[m[1]], cells)
-		}
-	}
-	return out
-}
-
 // The page is self-contained (no script, nothing fetched), holds one
 // chart per dimension with every series in its legend, and its daily
 // tables, the numbers drawn, equal the counts.
@@ -104,7 +83,7 @@ func TestWriteHTML(t *testing.T) {
 	if n := strings.Count(page, "<svg"); n != 2 {
 		t.Errorf("%d charts, want one per dimension", n)
 	}
-	tables := pageTables(page)
+	tables := testkit.DailyTables(page)
 	for _, r := range dims {
 		s := r.Series(2)
 		rows := tables[r.Dimension]

@@ -1,6 +1,7 @@
 package counts
 
 import (
+	"bytes"
 	"fmt"
 	"html/template"
 	"io"
@@ -150,20 +151,11 @@ func WriteHTML(w io.Writer, reports []Report, top int, generated time.Time) erro
 	return nil
 }
 
-// stripXMLHeader drops the <?xml ...?> line and doctype of a standalone SVG
-// document, which have no place inside HTML.
+// stripXMLHeader drops what precedes the <svg> element of a standalone
+// SVG document (the <?xml ...?> declaration), which has no place in HTML.
 func stripXMLHeader(svg []byte) []byte {
-	for _, prefix := range []string{"<?xml", "<!DOCTYPE"} {
-		for len(svg) > 0 && len(svg) >= len(prefix) && string(svg[:len(prefix)]) == prefix {
-			i := 0
-			for i < len(svg) && svg[i] != '>' {
-				i++
-			}
-			svg = svg[min(i+1, len(svg)):]
-			for len(svg) > 0 && (svg[0] == '\n' || svg[0] == '\r') {
-				svg = svg[1:]
-			}
-		}
+	if i := bytes.Index(svg, []byte("<svg")); i > 0 {
+		return svg[i:]
 	}
 	return svg
 }

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 )
@@ -40,7 +41,7 @@ func checkOperations(t *testing.T, r *rendered, ms manifests) {
 	}
 	if o := ms.find("PodDisruptionBudget", fullname+"-worker"); o != nil {
 		pdb := o.obj.(*policyv1.PodDisruptionBudget)
-		if sel, _ := metav1LabelSelector(&appsv1.Deployment{Spec: appsv1.DeploymentSpec{Selector: pdb.Spec.Selector}}); sel == nil || !sel.Matches(labels.Set(wk.Spec.Template.Labels)) {
+		if sel, _ := metav1.LabelSelectorAsSelector(pdb.Spec.Selector); sel == nil || !sel.Matches(labels.Set(wk.Spec.Template.Labels)) {
 			t.Errorf("worker PodDisruptionBudget does not select the worker pods")
 		}
 		if pdb.Spec.MaxUnavailable == nil || pdb.Spec.MinAvailable != nil {
@@ -97,7 +98,7 @@ func checkSpread(t *testing.T, r *rendered, d *appsv1.Deployment, component stri
 		var keys []string
 		for _, c := range got {
 			keys = append(keys, c.TopologyKey)
-			sel, err := metav1LabelSelector(&appsv1.Deployment{Spec: appsv1.DeploymentSpec{Selector: c.LabelSelector}})
+			sel, err := metav1.LabelSelectorAsSelector(c.LabelSelector)
 			if c.WhenUnsatisfiable != corev1.ScheduleAnyway || err != nil || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
 				t.Errorf("%s: default spread %+v must be soft and select its own pods", d.Name, c)
 			}
@@ -117,7 +118,7 @@ func checkSpread(t *testing.T, r *rendered, d *appsv1.Deployment, component stri
 func checkNetworkPolicy(t *testing.T, ms manifests, np *networkingv1.NetworkPolicy) {
 	component := strings.TrimPrefix(np.Name, fullname+"-")
 	d := deployment(t, ms, component)
-	sel, err := metav1LabelSelector(&appsv1.Deployment{Spec: appsv1.DeploymentSpec{Selector: &np.Spec.PodSelector}})
+	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
 	if err != nil || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
 		t.Errorf("NetworkPolicy %s does not select the %s pods", np.Name, component)
 	}

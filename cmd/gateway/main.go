@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -28,6 +27,7 @@ import (
 	"github.com/buildtelemetry/pipeline/event"
 	"github.com/buildtelemetry/pipeline/gateway"
 	"github.com/buildtelemetry/pipeline/internal/buildinfo"
+	"github.com/buildtelemetry/pipeline/internal/memlimit"
 	"github.com/buildtelemetry/pipeline/internal/zaplog"
 )
 
@@ -80,12 +80,9 @@ func run(cfg config, log *zap.Logger) error {
 	kc := kinesis.NewFromConfig(awsCfg)
 
 	reg := prometheus.NewRegistry()
-	if cfg.MemoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
-		// The buffer is bounded, but request bodies and the GC's slack
-		// are not: at 90% of the limit the GC works harder instead of the
-		// kernel killing the pod.
-		debug.SetMemoryLimit(int64(cfg.MemoryLimit) / 10 * 9)
-	}
+	// The buffer is bounded, but request bodies and the GC's slack are
+	// not.
+	memlimit.Apply(int64(cfg.MemoryLimit))
 	build := buildinfo.Read()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), build.Collector("gateway"))
 

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/buildtelemetry/pipeline/internal/testkit"
 )
 
 // textTable reads `worker counts` output back: value -> the counts of its
@@ -96,7 +98,7 @@ func TestCountsPageMatchesTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows := pageTablesOf(string(b))["buildVersion"]
+	rows := testkit.DailyTables(string(b))["buildVersion"]
 	if len(days) != 10 || len(rows) != 11 {
 		t.Fatalf("text has days %v, the page %d rows", days, len(rows))
 	}
@@ -149,26 +151,4 @@ func TestCountsPageMatchesTable(t *testing.T) {
 		t.Error("no chart on the page")
 	}
 	t.Logf("page charts %v over %d days, equal to worker counts", values, len(rows)-1)
-}
-
-var (
-	pageTableRE = regexp.MustCompile(`(?s)<table class="daily" data-dimension="([^"]+)">(.*?)</table>`)
-	pageRowRE   = regexp.MustCompile(`(?s)<tr>(.*?)</tr>`)
-	pageCellRE  = regexp.MustCompile(`<t[hd]>([^<]*)</t[hd]>`)
-)
-
-// pageTablesOf reads the daily tables of an adoption page: dimension ->
-// rows of cells, header first.
-func pageTablesOf(page string) map[string][][]string {
-	out := map[string][][]string{}
-	for _, m := range pageTableRE.FindAllStringSubmatch(page, -1) {
-		for _, row := range pageRowRE.FindAllStringSubmatch(m[2], -1) {
-			var cells []string
-			for _, c := range pageCellRE.FindAllStringSubmatch(row[1], -1) {
-				cells = append(cells, c[1])
-			}
-			out[m[1]] = append(out[m[1]], cells)
-		}
-	}
-	return out
 }

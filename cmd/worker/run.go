@@ -10,7 +10,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -33,6 +32,7 @@ import (
 	"github.com/buildtelemetry/pipeline/deadletter"
 	"github.com/buildtelemetry/pipeline/internal/buildinfo"
 	"github.com/buildtelemetry/pipeline/internal/kcladapter"
+	"github.com/buildtelemetry/pipeline/internal/memlimit"
 	"github.com/buildtelemetry/pipeline/internal/zaplog"
 	"github.com/buildtelemetry/pipeline/processor"
 	ddbsink "github.com/buildtelemetry/pipeline/sink/dynamodb"
@@ -201,10 +201,11 @@ func runWorker(args []string, getenv func(string) string) error {
 		}
 		go func() { _ = rd.Run(redriveCtx) }()
 	}
-	if err := watchRetention(redriveCtx, clients.kinesis, cfg.Stream, reg, log); err != nil {
+	balanceCtx, stopBalance := context.WithCancel(ctx)
+	if err := watchRetention(balanceCtx, clients.kinesis, cfg.Stream, reg, log); err != nil {
+		stopBalance()
 		return err
 	}
-	balanceCtx, stopBalance := context.WithCancel(ctx)
 	balanced := make(chan struct{})
 	go func() {
 		defer close(balanced)
@@ -404,13 +405,9 @@ func countsSink(cfg runConfig, clients *awsClients, log *zap.Logger) (*ddbsink.S
 func memoryBudget(cfg runConfig, log *zap.Logger) int64 {
 	limit, _ := parseBytes(cfg.MemoryLimit) // validated by loadRunConfig
 	budget, _ := parseBytes(cfg.MemoryBudget)
-	if limit > 0 && os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(limit / 10 * 9)
-	}
-	if limit == 0 {
-		if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
-			limit = l // GOMEMLIMIT alone
-		}
+	soft := memlimit.Apply(limit)
+	if limit == 0 && soft != math.MaxInt64 {
+		limit = soft // GOMEMLIMIT alone
 	}
 	if budget == 0 && limit > 0 {
 		budget = limit / 4
@@ -418,6 +415,6 @@ func memoryBudget(cfg runConfig, log *zap.Logger) int64 {
 	if budget == 0 {
 		budget = processor.DefaultMemoryBudget
 	}
-	log.Info("memory", zap.Int64("limit_bytes", limit), zap.Int64("gomemlimit_bytes", debug.SetMemoryLimit(-1)), zap.Int64("budget_bytes", budget))
+	log.Info("memory", zap.Int64("limit_bytes", limit), zap.Int64("gomemlimit_bytes", soft), zap.Int64("budget_bytes", budget))
 	return budget
 }

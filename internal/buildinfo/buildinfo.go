@@ -53,25 +53,25 @@ func Read() Info {
 
 // String is the -version line: "gateway v1.2.3 (revision abc123, go1.26.8)".
 func (i Info) String() string {
-	rev := i.Revision
+	return fmt.Sprintf("%s (revision %s, %s)", i.Version, i.rev(), i.GoVersion)
+}
+
+// rev is the revision, marked when the work tree had changes.
+func (i Info) rev() string {
 	if i.Modified {
-		rev += "+modified"
+		return i.Revision + "+modified"
 	}
-	return fmt.Sprintf("%s (revision %s, %s)", i.Version, rev, i.GoVersion)
+	return i.Revision
 }
 
 // Collector is the constant gauge <component>_build_info with value 1 and
 // the labels version, revision and goversion: joined on (pod) it labels
 // any other series with the build that produced it.
 func (i Info) Collector(component string) prometheus.Collector {
-	rev := i.Revision
-	if i.Modified {
-		rev += "+modified"
-	}
 	g := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        component + "_build_info",
 		Help:        "Always 1; the labels name the running build.",
-		ConstLabels: prometheus.Labels{"version": i.Version, "revision": rev, "goversion": i.GoVersion},
+		ConstLabels: prometheus.Labels{"version": i.Version, "revision": i.rev(), "goversion": i.GoVersion},
 	})
 	g.Set(1)
 	return g

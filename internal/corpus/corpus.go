@@ -151,9 +151,12 @@ func (g *Netlify) Next() Track {
 		d := 5000 + r.IntN(600000)
 		p.Duration = &d
 	}
-	ts := g.now.Add(-time.Duration(r.Int64N(int64(24 * time.Hour))))
+	span := 24 * time.Hour
 	if g.days > 0 {
-		ts = g.now.Add(-time.Duration(r.Int64N(int64(time.Duration(g.days) * 24 * time.Hour))))
+		span *= time.Duration(g.days)
+	}
+	ts := g.now.Add(-time.Duration(r.Int64N(int64(span))))
+	if g.days > 0 {
 		p.BuildVersion = g.releasedVersion(ts)
 	}
 	return Track{UserID: "buildbot_user", Event: "build:ci_build_process_completed", Timestamp: ts.UnixMilli(), Properties: p}

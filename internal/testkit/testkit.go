@@ -1,10 +1,11 @@
 // Package testkit holds the helpers the tests of several packages share:
-// a buffer a child process and the test can use at once, and polling for
-// a condition. The sink contract suite is its sinktest package.
+// a buffer a child process and the test can use at once, polling for a
+// condition, and reading an adoption page back. The sink contract suite is its sinktest package.
 package testkit
 
 import (
 	"bytes"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -44,4 +45,26 @@ func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 		time.Sleep(delay)
 	}
 	return time.Since(start)
+}
+
+var (
+	dailyTableRE = regexp.MustCompile(`(?s)<table class="daily" data-dimension="([^"]+)">(.*?)</table>`)
+	tableRowRE   = regexp.MustCompile(`(?s)<tr>(.*?)</tr>`)
+	tableCellRE  = regexp.MustCompile(`<t[hd]>([^<]*)</t[hd]>`)
+)
+
+// DailyTables reads the daily-count tables of an adoption page (`worker
+// counts -html`) back: dimension -> rows of cells, the header first.
+func DailyTables(page string) map[string][][]string {
+	out := map[string][][]string{}
+	for _, m := range dailyTableRE.FindAllStringSubmatch(page, -1) {
+		for _, row := range tableRowRE.FindAllStringSubmatch(m[2], -1) {
+			var cells []string
+			for _, c := range tableCellRE.FindAllStringSubmatch(row[1], -1) {
+				cells = append(cells, c[1])
+			}
+			out[m[1]] = append(out[m[1]], cells)
+		}
+	}
+	return out
 }

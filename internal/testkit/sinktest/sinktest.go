@@ -198,7 +198,7 @@ func Run(t *testing.T, h Harness) {
 		for _, f := range pe.Failed {
 			valid := false
 			for i := range recs {
-				if f.Record == &recs[i] || f.Record != nil && f.Record.SequenceNumber == recs[i].SequenceNumber {
+				if f.Record != nil && f.Record.SequenceNumber == recs[i].SequenceNumber {
 					valid = f.Index >= 0 && f.Index < len(recs[i].Events)
 				}
 			}
