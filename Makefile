@@ -74,7 +74,7 @@ chaos: deps
 # default 5m; a count such as 1000000x avoids Go 1.26's end-of-duration
 # false failure, go.dev/issue/75804).
 fuzz:
-	for t in event:FuzzDecodeRequest event:FuzzRecordDecode processor:FuzzGetRecords; do \
+	for t in event:FuzzDecodeRequest event:FuzzRecordDecode processor/kclproc:FuzzGetRecords; do \
 	  $(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $${FUZZTIME:-5m} "./$${t%%:*}/" || exit 1; \
 	done
 

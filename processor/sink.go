@@ -1,9 +1,9 @@
-// Package processor is the worker's vocabulary and its record processor:
-// the Sink interface every destination implements, the fan-out of each
-// batch to all sinks behind per-sink circuit breakers, per-sink progress
-// (watermarks), the dead-letter store interface, and the KCL
-// IRecordProcessor and its factory. It imports no sink and no AWS SDK: the
-// sinks import it, and cmd/worker wires concrete types.
+// Package processor is the worker's vocabulary: the Sink and Writer
+// interfaces every destination implements, their error classes, the
+// sequence-number helpers, per-sink progress (watermarks), and the
+// dead-letter store's interface and reasons. It imports no sink, no KCL and
+// no AWS package, so a sink links neither; the engine that runs sinks
+// under the KCL is processor/kclproc, and cmd/worker wires concrete types.
 package processor
 
 import (

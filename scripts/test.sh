@@ -49,7 +49,7 @@ fi
 # report "context deadline exceeded" as a failure when a duration runs out
 # while a starved worker is mid-input (go.dev/issue/75804, fixed in 1.27),
 # and a count has no deadline to race. The counts are about 10 s each here.
-for target in event:FuzzDecodeRequest:100000x event:FuzzRecordDecode:100000x processor:FuzzGetRecords:5000x; do
+for target in event:FuzzDecodeRequest:100000x event:FuzzRecordDecode:100000x processor/kclproc:FuzzGetRecords:5000x; do
   IFS=: read -r pkg name execs <<<"$target"
   go test -run '^$' -fuzz "^${name}\$" -fuzztime "${FUZZTIME:-$execs}" "./${pkg}/"
 done

@@ -16,6 +16,7 @@ import (
 	"github.com/buildtelemetry/pipeline/event"
 	"github.com/buildtelemetry/pipeline/internal/corpus"
 	"github.com/buildtelemetry/pipeline/processor"
+	"github.com/buildtelemetry/pipeline/processor/kclproc"
 	pt "github.com/buildtelemetry/pipeline/processor/processortest"
 )
 
@@ -85,7 +86,7 @@ func benchProcessor(ctx context.Context, o options) ([]figure, error) {
 	defer runtime.GOMAXPROCS(prev)
 
 	sinks := []processor.Sink{nopSink{"segment"}, nopSink{"ga4"}, nopSink{"s3"}, nopSink{"dynamodb"}}
-	f, err := processor.NewFactory(processor.Config{WorkerID: "bench", Stream: "bench"}, sinks, &pt.DeadLetters{}, &pt.Store{}, zap.NewNop())
+	f, err := kclproc.NewFactory(kclproc.Config{WorkerID: "bench", Stream: "bench"}, sinks, &pt.DeadLetters{}, &pt.Store{}, zap.NewNop())
 	if err != nil {
 		return nil, err
 	}

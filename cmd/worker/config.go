@@ -13,7 +13,7 @@ import (
 	"github.com/buildtelemetry/pipeline/checkpoint"
 	"github.com/buildtelemetry/pipeline/deadletter"
 	"github.com/buildtelemetry/pipeline/internal/envflag"
-	"github.com/buildtelemetry/pipeline/processor"
+	"github.com/buildtelemetry/pipeline/processor/kclproc"
 	ddbsink "github.com/buildtelemetry/pipeline/sink/dynamodb"
 	"github.com/buildtelemetry/pipeline/sink/ga4"
 	s3sink "github.com/buildtelemetry/pipeline/sink/s3"
@@ -119,10 +119,10 @@ func loadRunConfig(args []string, getenv func(string) string) (runConfig, error)
 	fs.String(&c.MemoryBudget, "memory-budget", "WORKER_MEMORY_BUDGET", "", "bytes of decoded records all shards hold at once (default: a quarter of the memory limit, or 64Mi without one)")
 	fs.Int(&c.MaxRecords, "max-records", "WORKER_MAX_RECORDS", 250, "records per GetRecords call; each of ours packs many events, so this bounds a batch's memory")
 	fs.Duration(&c.IdleTime, "idle-time", "WORKER_IDLE_TIME", time.Second, "wait between polls of an idle shard")
-	fs.Duration(&c.SinkTimeout, "sink-timeout", "WORKER_SINK_TIMEOUT", processor.DefaultCallTimeout, "timeout of one sink call")
-	fs.Duration(&c.RetryBudget, "retry-budget", "WORKER_RETRY_BUDGET", processor.DefaultRetryBudget, "retry time per batch and sink before its records are parked")
-	fs.Int(&c.BreakerFailures, "breaker-failures", "WORKER_BREAKER_FAILURES", processor.DefaultBreakerFailures, "consecutive transient failures that open a sink's breaker")
-	fs.Duration(&c.BreakerOpen, "breaker-open", "WORKER_BREAKER_OPEN_TIMEOUT", processor.DefaultBreakerOpenTimeout, "how long an open breaker waits before a probe")
+	fs.Duration(&c.SinkTimeout, "sink-timeout", "WORKER_SINK_TIMEOUT", kclproc.DefaultCallTimeout, "timeout of one sink call")
+	fs.Duration(&c.RetryBudget, "retry-budget", "WORKER_RETRY_BUDGET", kclproc.DefaultRetryBudget, "retry time per batch and sink before its records are parked")
+	fs.Int(&c.BreakerFailures, "breaker-failures", "WORKER_BREAKER_FAILURES", kclproc.DefaultBreakerFailures, "consecutive transient failures that open a sink's breaker")
+	fs.Duration(&c.BreakerOpen, "breaker-open", "WORKER_BREAKER_OPEN_TIMEOUT", kclproc.DefaultBreakerOpenTimeout, "how long an open breaker waits before a probe")
 	fs.Duration(&c.ShutdownTimeout, "shutdown-timeout", "WORKER_SHUTDOWN_TIMEOUT", 25*time.Second, "on SIGTERM, time to flush sinks, checkpoint and release leases")
 	fs.String(&c.DeadLetterBkt, "dead-letter-bucket", "DEADLETTER_BUCKET", "", "S3 bucket of the dead-letter store (required)")
 	fs.String(&c.DeadLetterPfx, "dead-letter-prefix", "DEADLETTER_PREFIX", deadletter.DefaultPrefix, "key prefix of the dead-letter store")

@@ -35,6 +35,7 @@ import (
 	"github.com/buildtelemetry/pipeline/internal/memlimit"
 	"github.com/buildtelemetry/pipeline/internal/zaplog"
 	"github.com/buildtelemetry/pipeline/processor"
+	"github.com/buildtelemetry/pipeline/processor/kclproc"
 	ddbsink "github.com/buildtelemetry/pipeline/sink/dynamodb"
 	"github.com/buildtelemetry/pipeline/sink/file"
 	"github.com/buildtelemetry/pipeline/sink/ga4"
@@ -137,11 +138,11 @@ func runWorker(args []string, getenv func(string) string) error {
 	}
 	defer closeSinks()
 	budget := memoryBudget(cfg, log)
-	factory, err := processor.NewFactory(processor.Config{
+	factory, err := kclproc.NewFactory(kclproc.Config{
 		MemoryBudget: budget,
 		Stream:       cfg.Stream, WorkerID: cfg.WorkerID,
 		CallTimeout: cfg.SinkTimeout, RetryBudget: cfg.RetryBudget,
-		Breaker:    processor.BreakerConfig{Failures: uint32(cfg.BreakerFailures), OpenTimeout: cfg.BreakerOpen},
+		Breaker:    kclproc.BreakerConfig{Failures: uint32(cfg.BreakerFailures), OpenTimeout: cfg.BreakerOpen},
 		Registerer: reg,
 	}, sinks, dlq, cp, log.Named("processor"))
 	if err != nil {
@@ -413,7 +414,7 @@ func memoryBudget(cfg runConfig, log *zap.Logger) int64 {
 		budget = limit / 4
 	}
 	if budget == 0 {
-		budget = processor.DefaultMemoryBudget
+		budget = kclproc.DefaultMemoryBudget
 	}
 	log.Info("memory", zap.Int64("limit_bytes", limit), zap.Int64("gomemlimit_bytes", soft), zap.Int64("budget_bytes", budget))
 	return budget

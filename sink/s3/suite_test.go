@@ -19,6 +19,7 @@ import (
 
 	"github.com/buildtelemetry/pipeline/event"
 	"github.com/buildtelemetry/pipeline/processor"
+	"github.com/buildtelemetry/pipeline/processor/kclproc"
 	pt "github.com/buildtelemetry/pipeline/processor/processortest"
 )
 
@@ -479,7 +480,7 @@ func testProcessorCrash(t *testing.T, nt newTarget) {
 	s := newSink(t, tg, Config{BufferInterval: time.Minute, Now: clk.Now})
 	store := &pt.Store{}
 	dlq := &pt.DeadLetters{}
-	f, err := processor.NewFactory(processor.Config{
+	f, err := kclproc.NewFactory(kclproc.Config{
 		Stream: testStream, WorkerID: "w1", CheckpointInterval: time.Hour,
 		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
 	}, []processor.Sink{s}, dlq, store, zap.NewNop())

@@ -29,6 +29,7 @@ import (
 	"github.com/buildtelemetry/pipeline/event"
 	"github.com/buildtelemetry/pipeline/internal/corpus"
 	"github.com/buildtelemetry/pipeline/processor"
+	"github.com/buildtelemetry/pipeline/processor/kclproc"
 	pt "github.com/buildtelemetry/pipeline/processor/processortest"
 )
 
@@ -780,7 +781,7 @@ func TestThroughProcessor(t *testing.T) {
 		t.Helper()
 		dlq := &pt.DeadLetters{}
 		s := newSink(t, srv, Config{})
-		f, err := processor.NewFactory(processor.Config{
+		f, err := kclproc.NewFactory(kclproc.Config{
 			WorkerID: "w1", Stream: "s", MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
 			CheckpointInterval: time.Nanosecond,
 		}, []processor.Sink{s}, dlq, &pt.Store{}, zaptest.NewLogger(t))

@@ -1,6 +1,6 @@
 //go:build integration
 
-package processor_test
+package kclproc_test
 
 import (
 	"bufio"
@@ -24,6 +24,7 @@ import (
 	"github.com/buildtelemetry/pipeline/deadletter"
 	"github.com/buildtelemetry/pipeline/internal/devstack"
 	"github.com/buildtelemetry/pipeline/processor"
+	"github.com/buildtelemetry/pipeline/processor/kclproc"
 	pt "github.com/buildtelemetry/pipeline/processor/processortest"
 )
 
@@ -182,10 +183,10 @@ func TestSinkFailureModesParkAndReplay(t *testing.T) {
 			hs := &httpSink{url: url, client: &http.Client{}}
 			other := &pt.Sink{SinkName: "other"}
 			store := &pt.Store{}
-			f, err := processor.NewFactory(processor.Config{
+			f, err := kclproc.NewFactory(kclproc.Config{
 				WorkerID: "w", Stream: "s", CallTimeout: 300 * time.Millisecond, RetryBudget: 5 * time.Second,
 				MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, CheckpointInterval: time.Nanosecond,
-				Breaker: processor.BreakerConfig{Failures: 3, OpenTimeout: time.Hour},
+				Breaker: kclproc.BreakerConfig{Failures: 3, OpenTimeout: time.Hour},
 			}, []processor.Sink{hs, other}, dlq, store, zaptest.NewLogger(t))
 			if err != nil {
 				t.Fatal(err)

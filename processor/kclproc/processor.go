@@ -1,4 +1,12 @@
-package processor
+// Package kclproc is the worker's engine: the KCL IRecordProcessor and its
+// factory. For each shard it decodes every record (our format, plain JSON
+// and KPL aggregates, which it opens itself so the library never drops a
+// batch over one bad aggregate), hands each batch to every sink concurrently
+// behind one circuit breaker per sink, parks what cannot be delivered,
+// bounds the memory all shards hold, and checkpoints the lowest sequence
+// number every sink made durable. The vocabulary it runs (Sink, Writer, the
+// errors) is package processor.
+package kclproc
 
 import (
 	"context"
@@ -15,13 +23,14 @@ import (
 
 	"github.com/buildtelemetry/pipeline/event"
 	"github.com/buildtelemetry/pipeline/internal/backoff"
+	"github.com/buildtelemetry/pipeline/processor"
 )
 
-// RecordProcessor processes one shard under one lease: it decodes each
+// recordProcessor processes one shard under one lease: it decodes each
 // batch, fans it out to every sink concurrently, parks what cannot be
 // delivered, and checkpoints the lowest sequence number all sinks made
 // durable. The KCL calls it from one goroutine.
-type RecordProcessor struct {
+type recordProcessor struct {
 	f     *Factory
 	shard string
 	log   *zap.Logger
@@ -36,7 +45,7 @@ type RecordProcessor struct {
 	leaseLost atomic.Bool
 
 	sinks    []*shardSink
-	saved    Progress // what the lease row holds
+	saved    processor.Progress // what the lease row holds
 	lastSave time.Time
 	lastSeq  string // last sequence number received
 	// charges are the budget held by records not yet durable in every
@@ -66,18 +75,18 @@ type seqTime struct {
 // shardSink is one sink's delivery state for this shard.
 type shardSink struct {
 	rt    *sinkRuntime
-	w     Writer // nil until opened, and after parking its buffer
-	state []byte // state to open the next writer with
+	w     processor.Writer // nil until opened, and after parking its buffer
+	state []byte           // state to open the next writer with
 	// done is the sequence number up to which every record is durable
 	// for this sink (delivered, parked, or done before this lease).
 	done string
 	// outstanding are records given to the writer and not yet durable, in
 	// order: what is parked if the sink fails for good.
-	outstanding []Record
+	outstanding []processor.Record
 	// notes are the parked ranges a ParkNoter sink has not recorded yet,
 	// in order, and noteFloor the watermark before the first of them:
 	// what the lease row may hold for the sink until they are recorded.
-	notes     []ParkNote
+	notes     []processor.ParkNote
 	noteFloor string
 }
 
@@ -90,18 +99,18 @@ func (ss *shardSink) saveable() string {
 	return ss.done
 }
 
-var _ kcl.IRecordProcessor = (*RecordProcessor)(nil)
+var _ kcl.IRecordProcessor = (*recordProcessor)(nil)
 
 // Initialize starts the processor for a shard: it loads the shard's
 // progress so each sink skips what it already made durable.
-func (p *RecordProcessor) Initialize(in *kcl.InitializationInput) {
+func (p *recordProcessor) Initialize(in *kcl.InitializationInput) {
 	p.shard = in.ShardId
 	p.log = p.f.log.With(zap.String("shard", p.shard))
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.f.register(p)
 	p.f.metrics.leases.Inc()
 
-	var prog Progress
+	var prog processor.Progress
 	err := p.retry(func(ctx context.Context) error {
 		var err error
 		prog, err = p.f.store.LoadProgress(ctx, p.shard)
@@ -113,7 +122,7 @@ func (p *RecordProcessor) Initialize(in *kcl.InitializationInput) {
 	p.saved = prog
 	start := prog.Checkpoint
 	if in.ExtendedSequenceNumber != nil {
-		start = MaxSeq(start, aws.ToString(in.ExtendedSequenceNumber.SequenceNumber))
+		start = processor.MaxSeq(start, aws.ToString(in.ExtendedSequenceNumber.SequenceNumber))
 	}
 	if start == shardEnd {
 		start = ""
@@ -123,7 +132,7 @@ func (p *RecordProcessor) Initialize(in *kcl.InitializationInput) {
 	for _, rt := range p.f.sinks {
 		ss := &shardSink{rt: rt, done: start}
 		if sp, ok := prog.Sinks[rt.name]; ok {
-			ss.done = MaxSeq(ss.done, sp.Watermark)
+			ss.done = processor.MaxSeq(ss.done, sp.Watermark)
 			ss.state = sp.State
 		}
 		p.sinks = append(p.sinks, ss)
@@ -137,7 +146,7 @@ const shardEnd = "SHARD_END"
 // ProcessRecords delivers one batch. It returns only when every sink has
 // accepted or parked the batch, so the KCL reads on at the pace of the
 // slowest healthy sink; an unhealthy one is parked instead of waited for.
-func (p *RecordProcessor) ProcessRecords(in *kcl.ProcessRecordsInput) {
+func (p *recordProcessor) ProcessRecords(in *kcl.ProcessRecordsInput) {
 	if p.isClosed() {
 		return
 	}
@@ -157,7 +166,7 @@ func (p *RecordProcessor) ProcessRecords(in *kcl.ProcessRecordsInput) {
 		p.fanOut(nil, true)
 		p.releaseDurable()
 	}
-	var chunk []Record
+	var chunk []processor.Record
 	p.chunkSize = 0
 	for _, kr := range in.Records {
 		recs := p.decode(kr)
@@ -172,7 +181,7 @@ func (p *RecordProcessor) ProcessRecords(in *kcl.ProcessRecordsInput) {
 			// An aggregate: a checkpoint inside it resumes before it.
 			p.before[seq] = p.lastSeq
 		}
-		p.lastSeq = MaxSeq(p.lastSeq, seq)
+		p.lastSeq = processor.MaxSeq(p.lastSeq, seq)
 	}
 	p.f.metrics.records.Add(float64(len(in.Records)))
 	p.fanOut(chunk, false)
@@ -195,7 +204,7 @@ func (p *RecordProcessor) ProcessRecords(in *kcl.ProcessRecordsInput) {
 // Shutdown flushes every sink and writes the final progress. At shard end
 // it then checkpoints SHARD_END, without which the library would lease
 // the closed shard again forever and its children would never start.
-func (p *RecordProcessor) Shutdown(in *kcl.ShutdownInput) {
+func (p *recordProcessor) Shutdown(in *kcl.ShutdownInput) {
 	defer p.close("shutdown")
 	if p.isClosed() {
 		return
@@ -227,7 +236,7 @@ func (p *RecordProcessor) Shutdown(in *kcl.ShutdownInput) {
 // that the claimant resumes exactly where this processor stopped. If any
 // step fails the lease is kept and the next batch tries again (the claim
 // may expire meanwhile; the lease is then simply kept).
-func (p *RecordProcessor) handoff(h Handoffs) {
+func (p *recordProcessor) handoff(h processor.Handoffs) {
 	start := time.Now()
 	p.log.Info("handing the lease over: flushing every sink")
 	p.fanOut(nil, true)
@@ -241,7 +250,7 @@ func (p *RecordProcessor) handoff(h Handoffs) {
 		return
 	}
 	err := p.retry(func(ctx context.Context) error { return h.Handoff(ctx, p.shard) })
-	if errors.Is(err, ErrLeaseLost) {
+	if errors.Is(err, processor.ErrLeaseLost) {
 		p.close("lease lost")
 		return
 	}
@@ -262,7 +271,7 @@ func shutdownReason(r kcl.ShutdownReason) string {
 	return "zombie"
 }
 
-func (p *RecordProcessor) isClosed() bool {
+func (p *recordProcessor) isClosed() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.closed
@@ -271,7 +280,7 @@ func (p *RecordProcessor) isClosed() bool {
 // close drops all sink state without delivering it: the lease is lost or
 // the processor is done. Records not yet durable are replayed from the
 // checkpoint by whoever holds the lease next.
-func (p *RecordProcessor) close(why string) {
+func (p *recordProcessor) close(why string) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -306,7 +315,7 @@ func (p *RecordProcessor) close(why string) {
 // records and events of it that fail, the others being delivered. A panic
 // while decoding parks the record as well: no input may stop the shard,
 // let alone the worker.
-func (p *RecordProcessor) decode(kr types.Record) (recs []Record) {
+func (p *recordProcessor) decode(kr types.Record) (recs []processor.Record) {
 	seq := aws.ToString(kr.SequenceNumber)
 	defer func() {
 		if v := recover(); v != nil {
@@ -317,11 +326,11 @@ func (p *RecordProcessor) decode(kr types.Record) (recs []Record) {
 		}
 	}()
 	parts, err := p.f.dec.DecodeParts(kr.Data)
-	var bad []LetterEntry
+	var bad []processor.LetterEntry
 	var ae *event.AggregateError
 	if errors.As(err, &ae) {
 		for _, b := range ae.Bad {
-			bad = append(bad, LetterEntry{SequenceNumber: UserSeq(seq, b.Index), Data: b.Data, Error: fmt.Sprintf("KPL user record %d: %v", b.Index, b.Err)})
+			bad = append(bad, processor.LetterEntry{SequenceNumber: processor.UserSeq(seq, b.Index), Data: b.Data, Error: fmt.Sprintf("KPL user record %d: %v", b.Index, b.Err)})
 		}
 		err = nil
 	}
@@ -338,16 +347,16 @@ func (p *RecordProcessor) decode(kr types.Record) (recs []Record) {
 	arrival := aws.ToTime(kr.ApproximateArrivalTimestamp)
 	events := 0
 	for _, part := range parts {
-		r := Record{SequenceNumber: seq, ArrivalTime: arrival}
+		r := processor.Record{SequenceNumber: seq, ArrivalTime: arrival}
 		if part.Sub >= 0 {
-			r.SequenceNumber = UserSeq(seq, part.Sub)
+			r.SequenceNumber = processor.UserSeq(seq, part.Sub)
 		}
 		r.Raw = make([][]byte, 0, len(part.Events))
 		r.Events = make([]*event.Event, 0, len(part.Events))
 		for _, raw := range part.Events {
 			ev, err := parse(raw)
 			if err != nil {
-				bad = append(bad, LetterEntry{SequenceNumber: r.SequenceNumber, Data: raw, Error: err.Error()})
+				bad = append(bad, processor.LetterEntry{SequenceNumber: r.SequenceNumber, Data: raw, Error: err.Error()})
 				continue
 			}
 			r.Raw = append(r.Raw, raw)
@@ -368,19 +377,19 @@ func (p *RecordProcessor) decode(kr types.Record) (recs []Record) {
 }
 
 // parkUndecodable parks a whole record that did not decode.
-func (p *RecordProcessor) parkUndecodable(seq string, data []byte, err error) {
+func (p *recordProcessor) parkUndecodable(seq string, data []byte, err error) {
 	p.log.Warn("parking undecodable record", zap.String("seq", seq), zap.Error(err))
-	p.parkDecode([]LetterEntry{{SequenceNumber: seq, Data: data, Error: err.Error()}})
+	p.parkDecode([]processor.LetterEntry{{SequenceNumber: seq, Data: data, Error: err.Error()}})
 }
 
 // parkDecode parks what of one record did not decode, under DecodeSink.
-func (p *RecordProcessor) parkDecode(entries []LetterEntry) {
+func (p *recordProcessor) parkDecode(entries []processor.LetterEntry) {
 	p.f.metrics.decodeFailures.Inc()
 	first, last := entries[0].SequenceNumber, entries[0].SequenceNumber
 	for _, e := range entries[1:] {
-		first, last = MinSeq(first, e.SequenceNumber), MaxSeq(last, e.SequenceNumber)
+		first, last = processor.MinSeq(first, e.SequenceNumber), processor.MaxSeq(last, e.SequenceNumber)
 	}
-	p.park(Letter{Sink: DecodeSink, Reason: ReasonDecode, Error: entries[0].Error, FirstSeq: first, LastSeq: last, Entries: entries})
+	p.park(processor.Letter{Sink: processor.DecodeSink, Reason: processor.ReasonDecode, Error: entries[0].Error, FirstSeq: first, LastSeq: last, Entries: entries})
 }
 
 // charge takes r's memory from the shared budget before r joins chunk.
@@ -388,7 +397,7 @@ func (p *RecordProcessor) parkDecode(entries []LetterEntry) {
 // sinks made durable, then flushes every sink, and only then waits: a
 // shard never waits while holding memory it could free. It returns
 // false if the processor closed while waiting.
-func (p *RecordProcessor) charge(r Record, chunk *[]Record) bool {
+func (p *recordProcessor) charge(r processor.Record, chunk *[]processor.Record) bool {
 	b := p.f.mem
 	size := b.clamp(recordCost(r))
 	if p.chunkSize+size > b.chunk() {
@@ -417,7 +426,7 @@ func (p *RecordProcessor) charge(r Record, chunk *[]Record) bool {
 
 // deliverChunk fans the chunk out and gives back what the sinks made
 // durable of it.
-func (p *RecordProcessor) deliverChunk(chunk *[]Record) {
+func (p *recordProcessor) deliverChunk(chunk *[]processor.Record) {
 	if len(*chunk) == 0 {
 		return
 	}
@@ -429,20 +438,20 @@ func (p *RecordProcessor) deliverChunk(chunk *[]Record) {
 
 // releaseDurable gives back the budget of records every sink has made
 // durable: no sink holds them any more.
-func (p *RecordProcessor) releaseDurable() {
+func (p *recordProcessor) releaseDurable() {
 	low := p.lastSeq
 	for _, ss := range p.sinks {
-		low = MinSeq(low, ss.done)
+		low = processor.MinSeq(low, ss.done)
 	}
 	n := 0
-	for n < len(p.charges) && CompareSeq(p.charges[n].seq, low) <= 0 {
+	for n < len(p.charges) && processor.CompareSeq(p.charges[n].seq, low) <= 0 {
 		n++
 	}
 	p.releaseUpTo(n)
 }
 
 // releaseUpTo gives back the budget of the first n charges.
-func (p *RecordProcessor) releaseUpTo(n int) {
+func (p *recordProcessor) releaseUpTo(n int) {
 	var size int64
 	for _, c := range p.charges[:n] {
 		size += c.size
@@ -453,7 +462,7 @@ func (p *RecordProcessor) releaseUpTo(n int) {
 
 // fanOut hands recs to every sink concurrently and waits for all. With
 // flush, every sink is then flushed.
-func (p *RecordProcessor) fanOut(recs []Record, flush bool) {
+func (p *recordProcessor) fanOut(recs []processor.Record, flush bool) {
 	var wg sync.WaitGroup
 	for _, ss := range p.sinks {
 		wg.Add(1)
@@ -466,7 +475,7 @@ func (p *RecordProcessor) fanOut(recs []Record, flush bool) {
 				if v := recover(); v != nil {
 					p.f.metrics.panics.Inc()
 					p.log.Error("recovered panic in a sink; parking its records", zap.String("sink", ss.rt.name), zap.Any("panic", v), zap.Stack("stack"))
-					p.parkSink(ss, recs, ReasonPermanent, Permanent(fmt.Errorf("%s: panic: %v", ss.rt.name, v)))
+					p.parkSink(ss, recs, processor.ReasonPermanent, processor.Permanent(fmt.Errorf("%s: panic: %v", ss.rt.name, v)))
 				}
 			}()
 			p.deliver(ss, recs, flush)
@@ -477,17 +486,17 @@ func (p *RecordProcessor) fanOut(recs []Record, flush bool) {
 	// including records skipped or parked before reaching it.
 	for _, ss := range p.sinks {
 		if len(ss.outstanding) == 0 {
-			ss.done = MaxSeq(ss.done, p.lastSeq)
+			ss.done = processor.MaxSeq(ss.done, p.lastSeq)
 		}
 	}
 }
 
 // deliver gives one sink the records it has not made durable yet.
-func (p *RecordProcessor) deliver(ss *shardSink, recs []Record, flush bool) {
+func (p *recordProcessor) deliver(ss *shardSink, recs []processor.Record, flush bool) {
 	// Skip what this sink made durable under an earlier lease: a replay
 	// from the checkpoint reaches only the sinks that had not finished.
 	i := 0
-	for i < len(recs) && CompareSeq(recs[i].SequenceNumber, ss.done) <= 0 {
+	for i < len(recs) && processor.CompareSeq(recs[i].SequenceNumber, ss.done) <= 0 {
 		i++
 	}
 	recs = p.route(ss, recs[i:])
@@ -503,18 +512,18 @@ func (p *RecordProcessor) deliver(ss *shardSink, recs []Record, flush bool) {
 		}
 	}
 	if ss.rt.breaker.open() && (len(recs) > 0 || len(ss.outstanding) > 0) {
-		p.parkSink(ss, recs, ReasonBreakerOpen, errBreakerOpen)
+		p.parkSink(ss, recs, processor.ReasonBreakerOpen, errBreakerOpen)
 		return
 	}
 	if len(recs) == 0 {
 		p.tick(ss)
-	} else if err := p.call(ss, func(ctx context.Context, w Writer) error { return w.Write(ctx, recs) }); err != nil {
+	} else if err := p.call(ss, func(ctx context.Context, w processor.Writer) error { return w.Write(ctx, recs) }); err != nil {
 		p.parkSink(ss, recs, reasonOf(err), err)
 		return
 	}
 	ss.outstanding = append(ss.outstanding, recs...)
 	if flush && len(ss.outstanding) > 0 {
-		if err := p.call(ss, func(ctx context.Context, w Writer) error { return w.Flush(ctx) }); err != nil {
+		if err := p.call(ss, func(ctx context.Context, w processor.Writer) error { return w.Flush(ctx) }); err != nil {
 			p.parkSink(ss, nil, reasonOf(err), err)
 			return
 		}
@@ -528,7 +537,7 @@ func (p *RecordProcessor) deliver(ss *shardSink, recs []Record, flush bool) {
 // left with none is not given to the sink (its watermark passes it with
 // the records around it). With nothing to leave out, recs is returned as
 // it is.
-func (p *RecordProcessor) route(ss *shardSink, recs []Record) []Record {
+func (p *recordProcessor) route(ss *shardSink, recs []processor.Record) []processor.Record {
 	name, rejected := ss.rt.integration, ss.rt.rejected
 	keep := func(e *event.Event) bool {
 		if e.Rejected != "" {
@@ -536,7 +545,7 @@ func (p *RecordProcessor) route(ss *shardSink, recs []Record) []Record {
 		}
 		return name == "" || e.Enabled(name)
 	}
-	var out []Record
+	var out []processor.Record
 	skipped := 0
 	for i, r := range recs {
 		off := 0
@@ -555,12 +564,12 @@ func (p *RecordProcessor) route(ss *shardSink, recs []Record) []Record {
 			continue
 		}
 		if out == nil {
-			out = append(make([]Record, 0, len(recs)), recs[:i]...)
+			out = append(make([]processor.Record, 0, len(recs)), recs[:i]...)
 		}
 		if off == len(r.Events) {
 			continue
 		}
-		kept := Record{SequenceNumber: r.SequenceNumber, ArrivalTime: r.ArrivalTime,
+		kept := processor.Record{SequenceNumber: r.SequenceNumber, ArrivalTime: r.ArrivalTime,
 			Events: make([]*event.Event, 0, len(r.Events)-off), Raw: make([][]byte, 0, len(r.Events)-off)}
 		for j, e := range r.Events {
 			if keep(e) {
@@ -581,13 +590,13 @@ func (p *RecordProcessor) route(ss *shardSink, recs []Record) []Record {
 
 // recordNotes records the sink's pending park notes in order, through
 // its breaker and retries, and drops each once recorded.
-func (p *RecordProcessor) recordNotes(ss *shardSink) error {
+func (p *recordProcessor) recordNotes(ss *shardSink) error {
 	for len(ss.notes) > 0 {
 		if ss.rt.breaker.open() {
 			return errBreakerOpen
 		}
 		note := ss.notes[0]
-		if err := p.call(ss, func(ctx context.Context, _ Writer) error { return note.Record(ctx) }); err != nil {
+		if err := p.call(ss, func(ctx context.Context, _ processor.Writer) error { return note.Record(ctx) }); err != nil {
 			return err
 		}
 		ss.notes[0] = nil
@@ -601,7 +610,7 @@ func (p *RecordProcessor) recordNotes(ss *shardSink) error {
 // the stream is idle. It bypasses the breaker: a call that sends nothing
 // would count as a success and close an open breaker without a real
 // probe. A failed tick is left for the next real Write to surface.
-func (p *RecordProcessor) tick(ss *shardSink) {
+func (p *recordProcessor) tick(ss *shardSink) {
 	if ss.w == nil || ss.rt.breaker.open() {
 		return
 	}
@@ -616,7 +625,7 @@ func (p *RecordProcessor) tick(ss *shardSink) {
 // call timeout, retrying transient failures with capped exponential
 // backoff (honouring Retry-After) within the retry budget. A
 // *PartialError's failed events are parked and count as success.
-func (p *RecordProcessor) call(ss *shardSink, op func(context.Context, Writer) error) error {
+func (p *recordProcessor) call(ss *shardSink, op func(context.Context, processor.Writer) error) error {
 	budget := time.Now().Add(p.f.cfg.RetryBudget)
 	for attempt := 0; ; attempt++ {
 		if ss.w == nil {
@@ -632,22 +641,22 @@ func (p *RecordProcessor) call(ss *shardSink, op func(context.Context, Writer) e
 			p.f.metrics.callDuration.WithLabelValues(ss.rt.name).Observe(time.Since(start).Seconds())
 			return err
 		})
-		var pe *PartialError
+		var pe *processor.PartialError
 		switch {
 		case err == nil:
 			return nil
 		case errors.As(err, &pe):
 			p.parkFailed(ss, pe)
 			return nil
-		case errors.Is(err, ErrLeaseLost):
+		case errors.Is(err, processor.ErrLeaseLost):
 			// A writer saving its state found the lease gone.
 			p.leaseLost.Store(true)
 			return err
-		case errors.Is(err, errBreakerOpen), IsPermanent(err), p.ctx.Err() != nil:
+		case errors.Is(err, errBreakerOpen), processor.IsPermanent(err), p.ctx.Err() != nil:
 			return err
 		}
 		p.f.metrics.sinkErrors.WithLabelValues(ss.rt.name).Inc()
-		wait := p.backoff(attempt, RetryAfterOf(err))
+		wait := p.backoff(attempt, processor.RetryAfterOf(err))
 		if time.Now().Add(wait).After(budget) {
 			return &exhaustedError{err}
 		}
@@ -670,17 +679,17 @@ func (e *exhaustedError) Unwrap() error { return e.err }
 func reasonOf(err error) string {
 	switch {
 	case errors.Is(err, errBreakerOpen):
-		return ReasonBreakerOpen
-	case IsPermanent(err):
-		return ReasonPermanent
+		return processor.ReasonBreakerOpen
+	case processor.IsPermanent(err):
+		return processor.ReasonPermanent
 	}
-	return ReasonRetriesExhausted
+	return processor.ReasonRetriesExhausted
 }
 
-func (p *RecordProcessor) open(ss *shardSink) error {
+func (p *recordProcessor) open(ss *shardSink) error {
 	ctx, cancel := context.WithTimeout(p.ctx, p.f.cfg.CallTimeout)
 	defer cancel()
-	w, err := ss.rt.sink.Open(ctx, Shard{
+	w, err := ss.rt.sink.Open(ctx, processor.Shard{
 		Stream: p.f.cfg.Stream, ID: p.shard, Worker: p.f.cfg.WorkerID,
 		State: ss.state, Saver: &sinkStateSaver{p: p, sink: ss.rt.name},
 	})
@@ -692,7 +701,7 @@ func (p *RecordProcessor) open(ss *shardSink) error {
 }
 
 // settle moves the sink's watermark past what its writer made durable.
-func (p *RecordProcessor) settle(ss *shardSink) {
+func (p *recordProcessor) settle(ss *shardSink) {
 	if ss.w == nil {
 		return
 	}
@@ -701,7 +710,7 @@ func (p *RecordProcessor) settle(ss *shardSink) {
 		return
 	}
 	n, events := 0, 0
-	for n < len(ss.outstanding) && CompareSeq(ss.outstanding[n].SequenceNumber, d) <= 0 {
+	for n < len(ss.outstanding) && processor.CompareSeq(ss.outstanding[n].SequenceNumber, d) <= 0 {
 		events += len(ss.outstanding[n].Events)
 		n++
 	}
@@ -709,23 +718,23 @@ func (p *RecordProcessor) settle(ss *shardSink) {
 	// and would keep their events in memory past their budget.
 	clear(ss.outstanding[:n])
 	ss.outstanding = ss.outstanding[n:]
-	ss.done = MaxSeq(ss.done, d)
+	ss.done = processor.MaxSeq(ss.done, d)
 	p.f.metrics.delivered.WithLabelValues(ss.rt.name).Add(float64(events))
 }
 
 // parkSink parks recs and everything the sink had not made durable, then
 // drops its writer: the sink starts afresh after the parked records, so
 // nothing is both parked and delivered from the same buffer.
-func (p *RecordProcessor) parkSink(ss *shardSink, recs []Record, reason string, cause error) {
+func (p *recordProcessor) parkSink(ss *shardSink, recs []processor.Record, reason string, cause error) {
 	if p.ctx.Err() != nil || p.leaseLost.Load() {
 		return // shutting down or lease lost: the next lease replays
 	}
-	all := append(append([]Record(nil), ss.outstanding...), recs...)
+	all := append(append([]processor.Record(nil), ss.outstanding...), recs...)
 	// What a failed Write delivered before it failed is not parked: a
 	// destination that cannot deduplicate would get it twice.
-	pw, _ := ss.w.(PartialWriter)
+	pw, _ := ss.w.(processor.PartialWriter)
 	if len(all) > 0 {
-		l := Letter{Sink: ss.rt.name, Reason: reason, Error: cause.Error(), FirstSeq: all[0].SequenceNumber, LastSeq: all[len(all)-1].SequenceNumber}
+		l := processor.Letter{Sink: ss.rt.name, Reason: reason, Error: cause.Error(), FirstSeq: all[0].SequenceNumber, LastSeq: all[len(all)-1].SequenceNumber}
 		delivered := 0
 		for _, r := range all {
 			for i := range r.Events {
@@ -733,14 +742,14 @@ func (p *RecordProcessor) parkSink(ss *shardSink, recs []Record, reason string, 
 					delivered++
 					continue
 				}
-				l.Entries = append(l.Entries, LetterEntry{SequenceNumber: r.SequenceNumber, Event: r.Raw[i]})
+				l.Entries = append(l.Entries, processor.LetterEntry{SequenceNumber: r.SequenceNumber, Event: r.Raw[i]})
 			}
 		}
 		if delivered > 0 {
 			p.f.metrics.delivered.WithLabelValues(ss.rt.name).Add(float64(delivered))
 		}
 		if len(l.Entries) == 0 {
-			ss.done = MaxSeq(ss.done, l.LastSeq)
+			ss.done = processor.MaxSeq(ss.done, l.LastSeq)
 			ss.outstanding = nil
 			if ss.w != nil {
 				_ = ss.w.Close()
@@ -752,16 +761,16 @@ func (p *RecordProcessor) parkSink(ss *shardSink, recs []Record, reason string, 
 			return
 		}
 		p.parkedUnsaved = true
-		if noter, ok := ss.rt.sink.(ParkNoter); ok {
+		if noter, ok := ss.rt.sink.(processor.ParkNoter); ok {
 			if len(ss.notes) == 0 {
 				ss.noteFloor = ss.done
 			}
-			ss.notes = append(ss.notes, noter.ParkNote(p.shard, LetterID{Shard: p.shard, Reason: reason, FirstSeq: l.FirstSeq, LastSeq: l.LastSeq}, all))
+			ss.notes = append(ss.notes, noter.ParkNote(p.shard, processor.LetterID{Shard: p.shard, Reason: reason, FirstSeq: l.FirstSeq, LastSeq: l.LastSeq}, all))
 		}
 		p.f.metrics.parked.WithLabelValues(ss.rt.name, reason).Add(float64(len(l.Entries)))
 		p.log.Warn("parked records", zap.String("sink", ss.rt.name), zap.String("reason", reason),
 			zap.Int("events", len(l.Entries)), zap.String("first_seq", l.FirstSeq), zap.String("last_seq", l.LastSeq), zap.Error(cause))
-		ss.done = MaxSeq(ss.done, l.LastSeq)
+		ss.done = processor.MaxSeq(ss.done, l.LastSeq)
 	}
 	ss.outstanding = nil
 	if ss.w != nil {
@@ -772,28 +781,28 @@ func (p *RecordProcessor) parkSink(ss *shardSink, recs []Record, reason string, 
 
 // parkFailed parks the events a sink can never take; the rest of their
 // records was accepted.
-func (p *RecordProcessor) parkFailed(ss *shardSink, pe *PartialError) {
+func (p *recordProcessor) parkFailed(ss *shardSink, pe *processor.PartialError) {
 	if len(pe.Failed) == 0 {
 		return
 	}
-	l := Letter{Sink: ss.rt.name, Reason: ReasonPermanent, Error: pe.Failed[0].Err.Error()}
+	l := processor.Letter{Sink: ss.rt.name, Reason: processor.ReasonPermanent, Error: pe.Failed[0].Err.Error()}
 	for _, f := range pe.Failed {
 		seq := f.Record.SequenceNumber
-		if l.FirstSeq == "" || CompareSeq(seq, l.FirstSeq) < 0 {
+		if l.FirstSeq == "" || processor.CompareSeq(seq, l.FirstSeq) < 0 {
 			l.FirstSeq = seq
 		}
-		l.LastSeq = MaxSeq(l.LastSeq, seq)
-		l.Entries = append(l.Entries, LetterEntry{SequenceNumber: seq, Event: f.Record.Raw[f.Index], Error: f.Err.Error()})
+		l.LastSeq = processor.MaxSeq(l.LastSeq, seq)
+		l.Entries = append(l.Entries, processor.LetterEntry{SequenceNumber: seq, Event: f.Record.Raw[f.Index], Error: f.Err.Error()})
 	}
 	if p.park(l) {
-		p.f.metrics.parked.WithLabelValues(ss.rt.name, ReasonPermanent).Add(float64(len(l.Entries)))
+		p.f.metrics.parked.WithLabelValues(ss.rt.name, processor.ReasonPermanent).Add(float64(len(l.Entries)))
 	}
 }
 
 // park stores a letter, retrying until it is stored or the processor is
 // closed: parked data is the only copy once the checkpoint moves on, so
 // the shard waits for the dead-letter store rather than lose it.
-func (p *RecordProcessor) park(l Letter) bool {
+func (p *recordProcessor) park(l processor.Letter) bool {
 	l.Stream, l.Shard, l.ParkedAt = p.f.cfg.Stream, p.shard, time.Now().UTC()
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithTimeout(p.ctx, p.f.cfg.CallTimeout)
@@ -805,7 +814,7 @@ func (p *RecordProcessor) park(l Letter) bool {
 		if p.ctx.Err() != nil {
 			return false
 		}
-		if IsPermanent(err) {
+		if processor.IsPermanent(err) {
 			// A letter the store can never take is a bug; retrying would
 			// hang the shard. The records stay unacknowledged instead, so
 			// the checkpoint does not pass them.
@@ -824,21 +833,21 @@ func (p *RecordProcessor) park(l Letter) bool {
 
 // checkpoint writes the shard's progress when it moved and the interval
 // passed (always with force). It returns false if the lease is lost.
-func (p *RecordProcessor) checkpoint(force bool) bool {
+func (p *recordProcessor) checkpoint(force bool) bool {
 	if p.isClosed() {
 		return false
 	}
-	prog := Progress{Sinks: make(map[string]SinkProgress, len(p.sinks))}
+	prog := processor.Progress{Sinks: make(map[string]processor.SinkProgress, len(p.sinks))}
 	changed := false
 	for i, ss := range p.sinks {
 		wm := ss.saveable()
 		if i == 0 {
 			prog.Checkpoint = wm
 		} else {
-			prog.Checkpoint = MinSeq(prog.Checkpoint, wm)
+			prog.Checkpoint = processor.MinSeq(prog.Checkpoint, wm)
 		}
-		sp := SinkProgress{Watermark: wm}
-		if saver, ok := ss.w.(StateSaver); ok {
+		sp := processor.SinkProgress{Watermark: wm}
+		if saver, ok := ss.w.(processor.StateSaver); ok {
 			sp.State = saver.PendingState()
 		}
 		if old := p.saved.Sinks[ss.rt.name]; old.Watermark != sp.Watermark || sp.State != nil {
@@ -849,13 +858,13 @@ func (p *RecordProcessor) checkpoint(force bool) bool {
 	if len(p.sinks) == 0 {
 		prog.Checkpoint = p.lastSeq
 	}
-	if seq, sub := SplitSeq(prog.Checkpoint); sub >= 0 {
+	if seq, sub := processor.SplitSeq(prog.Checkpoint); sub >= 0 {
 		// Inside an aggregate: the library resumes reading after a whole
 		// record, the one before it, and each sink skips the user records
 		// its own watermark covers.
 		prog.Checkpoint = p.before[seq]
 	}
-	if CompareSeq(prog.Checkpoint, p.saved.Checkpoint) <= 0 {
+	if processor.CompareSeq(prog.Checkpoint, p.saved.Checkpoint) <= 0 {
 		prog.Checkpoint = "" // never move the checkpoint back
 	} else {
 		changed = true
@@ -864,7 +873,7 @@ func (p *RecordProcessor) checkpoint(force bool) bool {
 		return true
 	}
 	err := p.retry(func(ctx context.Context) error { return p.f.store.SaveProgress(ctx, p.shard, prog) })
-	if errors.Is(err, ErrLeaseLost) {
+	if errors.Is(err, processor.ErrLeaseLost) {
 		p.log.Warn("lease lost; dropping sink state", zap.Error(err))
 		p.close("lease lost")
 		return false
@@ -876,12 +885,12 @@ func (p *RecordProcessor) checkpoint(force bool) bool {
 	if prog.Checkpoint != "" {
 		p.saved.Checkpoint = prog.Checkpoint
 		for seq := range p.before {
-			if CompareSeq(seq, prog.Checkpoint) <= 0 {
+			if processor.CompareSeq(seq, prog.Checkpoint) <= 0 {
 				delete(p.before, seq)
 			}
 		}
 		n := 0
-		for n < len(p.unsaved) && CompareSeq(p.unsaved[n].seq, prog.Checkpoint) <= 0 {
+		for n < len(p.unsaved) && processor.CompareSeq(p.unsaved[n].seq, prog.Checkpoint) <= 0 {
 			n++
 		}
 		p.unsaved = p.unsaved[n:]
@@ -895,13 +904,13 @@ func (p *RecordProcessor) checkpoint(force bool) bool {
 
 // retry runs a lease-table call a few times: these are cheap and their
 // failures usually brief. ErrLeaseLost is final.
-func (p *RecordProcessor) retry(f func(context.Context) error) error {
+func (p *recordProcessor) retry(f func(context.Context) error) error {
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		ctx, cancel := context.WithTimeout(p.ctx, p.f.cfg.CallTimeout)
 		err = f(ctx)
 		cancel()
-		if err == nil || errors.Is(err, ErrLeaseLost) || p.ctx.Err() != nil {
+		if err == nil || errors.Is(err, processor.ErrLeaseLost) || p.ctx.Err() != nil {
 			return err
 		}
 		select {
@@ -915,19 +924,19 @@ func (p *RecordProcessor) retry(f func(context.Context) error) error {
 
 // backoff returns the wait before retry attempt+1, never less than the
 // server's Retry-After.
-func (p *RecordProcessor) backoff(attempt int, retryAfter time.Duration) time.Duration {
+func (p *recordProcessor) backoff(attempt int, retryAfter time.Duration) time.Duration {
 	return max(backoff.Policy{Min: p.f.cfg.MinBackoff, Max: p.f.cfg.MaxBackoff}.Delay(attempt), retryAfter)
 }
 
 // sinkStateSaver is the StateWriter a writer gets in its Shard.
 type sinkStateSaver struct {
-	p    *RecordProcessor
+	p    *recordProcessor
 	sink string
 }
 
 func (s *sinkStateSaver) SaveState(ctx context.Context, state []byte) error {
 	if s.p.isClosed() {
-		return ErrLeaseLost
+		return processor.ErrLeaseLost
 	}
 	return s.p.f.store.SaveSinkState(ctx, s.p.shard, s.sink, state)
 }

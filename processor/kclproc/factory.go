@@ -1,4 +1,4 @@
-package processor
+package kclproc
 
 import (
 	"errors"
@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/buildtelemetry/pipeline/event"
+	"github.com/buildtelemetry/pipeline/processor"
 )
 
 // Defaults of Config.
@@ -82,7 +83,7 @@ func (c *Config) setDefaults() {
 // sinkRuntime is a sink with what all shards share about it.
 type sinkRuntime struct {
 	name    string
-	sink    Sink
+	sink    processor.Sink
 	breaker *breaker
 	// integration is the sink's name in integrations objects, "" when it
 	// takes every event.
@@ -92,7 +93,7 @@ type sinkRuntime struct {
 	rejected bool
 }
 
-// Factory creates one RecordProcessor per shard lease; it implements the
+// Factory creates one record processor per shard lease; it implements the
 // KCL's IRecordProcessorFactory. It keeps track of the live processor of
 // each shard, because the library never tells a processor that its lease
 // was lost: when a shard gets a new processor, the old one is closed and
@@ -100,22 +101,22 @@ type sinkRuntime struct {
 type Factory struct {
 	cfg   Config
 	sinks []*sinkRuntime
-	dlq   DeadLetters
-	store ProgressStore
+	dlq   processor.DeadLetters
+	store processor.ProgressStore
 	// handoffs is store's Handoffs side, nil if its leases cannot be
 	// claimed.
-	handoffs Handoffs
+	handoffs processor.Handoffs
 	log      *zap.Logger
 	dec      *event.RecordDecoder
 	metrics  *metrics
 	mem      *budget
 
 	mu    sync.Mutex
-	procs map[string]*RecordProcessor
+	procs map[string]*recordProcessor
 }
 
 // NewFactory returns a factory whose processors fan out to sinks.
-func NewFactory(cfg Config, sinks []Sink, dlq DeadLetters, store ProgressStore, log *zap.Logger) (*Factory, error) {
+func NewFactory(cfg Config, sinks []processor.Sink, dlq processor.DeadLetters, store processor.ProgressStore, log *zap.Logger) (*Factory, error) {
 	cfg.setDefaults()
 	if cfg.WorkerID == "" {
 		return nil, errors.New("create processor factory: WorkerID is required")
@@ -134,8 +135,8 @@ func NewFactory(cfg Config, sinks []Sink, dlq DeadLetters, store ProgressStore, 
 	if err != nil {
 		return nil, fmt.Errorf("create processor factory: %w", err)
 	}
-	f := &Factory{cfg: cfg, dlq: dlq, store: store, log: log, dec: dec, metrics: m, procs: map[string]*RecordProcessor{}}
-	f.handoffs, _ = store.(Handoffs)
+	f := &Factory{cfg: cfg, dlq: dlq, store: store, log: log, dec: dec, metrics: m, procs: map[string]*recordProcessor{}}
+	f.handoffs, _ = store.(processor.Handoffs)
 	f.mem = newBudget(cfg.MemoryBudget)
 	m.memBudget.Set(float64(cfg.MemoryBudget))
 	if cfg.Registerer != nil {
@@ -149,15 +150,15 @@ func NewFactory(cfg Config, sinks []Sink, dlq DeadLetters, store ProgressStore, 
 	seen := map[string]bool{}
 	for _, s := range sinks {
 		name := s.Name()
-		if name == "" || seen[name] || name == DecodeSink {
+		if name == "" || seen[name] || name == processor.DecodeSink {
 			return nil, fmt.Errorf("create processor factory: sink name %q is empty, reserved or used twice", name)
 		}
 		seen[name] = true
 		rt := &sinkRuntime{name: name, sink: s}
-		if r, ok := s.(Routed); ok {
+		if r, ok := s.(processor.Routed); ok {
 			rt.integration = r.IntegrationName()
 		}
-		if r, ok := s.(RejectedTaker); ok {
+		if r, ok := s.(processor.RejectedTaker); ok {
 			rt.rejected = r.TakesRejected()
 		}
 		rt.breaker = newBreaker(name, cfg.Breaker, func(from, to gobreaker.State) {
@@ -170,24 +171,24 @@ func NewFactory(cfg Config, sinks []Sink, dlq DeadLetters, store ProgressStore, 
 		m.delivered.WithLabelValues(name)
 		m.sinkErrors.WithLabelValues(name)
 		m.routedAway.WithLabelValues(name)
-		for _, reason := range []string{ReasonPermanent, ReasonBreakerOpen, ReasonRetriesExhausted} {
+		for _, reason := range []string{processor.ReasonPermanent, processor.ReasonBreakerOpen, processor.ReasonRetriesExhausted} {
 			m.parked.WithLabelValues(name, reason)
 		}
 		f.sinks = append(f.sinks, rt)
 	}
-	m.parked.WithLabelValues(DecodeSink, ReasonDecode)
+	m.parked.WithLabelValues(processor.DecodeSink, processor.ReasonDecode)
 	return f, nil
 }
 
 // CreateProcessor returns a new processor; it learns its shard in Initialize.
 func (f *Factory) CreateProcessor() kcl.IRecordProcessor {
-	return &RecordProcessor{f: f}
+	return &recordProcessor{f: f}
 }
 
 // register makes p the live processor of its shard, closing the previous
 // one: a new lease means the old consumer is gone, whether or not the
 // library told it.
-func (f *Factory) register(p *RecordProcessor) {
+func (f *Factory) register(p *recordProcessor) {
 	f.mu.Lock()
 	old := f.procs[p.shard]
 	f.procs[p.shard] = p
@@ -197,7 +198,7 @@ func (f *Factory) register(p *RecordProcessor) {
 	}
 }
 
-func (f *Factory) unregister(p *RecordProcessor) {
+func (f *Factory) unregister(p *recordProcessor) {
 	f.mu.Lock()
 	if f.procs[p.shard] == p {
 		delete(f.procs, p.shard)
@@ -220,7 +221,7 @@ func (f *Factory) Shards() []string {
 // exit after the KCL worker has shut down (which flushes gracefully).
 func (f *Factory) Close() {
 	f.mu.Lock()
-	procs := make([]*RecordProcessor, 0, len(f.procs))
+	procs := make([]*recordProcessor, 0, len(f.procs))
 	for _, p := range f.procs {
 		procs = append(procs, p)
 	}

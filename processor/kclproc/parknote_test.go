@@ -1,4 +1,4 @@
-package processor_test
+package kclproc_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	kcl "github.com/vmware/vmware-go-kcl-v2/clientlibrary/interfaces"
 
 	"github.com/buildtelemetry/pipeline/processor"
+	"github.com/buildtelemetry/pipeline/processor/kclproc"
 	pt "github.com/buildtelemetry/pipeline/processor/processortest"
 )
 
@@ -74,7 +75,7 @@ func (f noteFunc) Record(ctx context.Context) error { return f(ctx) }
 func parkTwoRanges(t *testing.T) (*harness, *notingSink, kcl.IRecordProcessor) {
 	t.Helper()
 	counts := newNotingSink()
-	h := newHarnessWith(t, processor.Config{RetryBudget: 5 * time.Millisecond, Breaker: processor.BreakerConfig{Failures: 1000, OpenTimeout: time.Hour}},
+	h := newHarnessWith(t, kclproc.Config{RetryBudget: 5 * time.Millisecond, Breaker: kclproc.BreakerConfig{Failures: 1000, OpenTimeout: time.Hour}},
 		counts, &pt.Sink{SinkName: "fast"})
 	p := h.start("sh")
 	counts.down.Store(true)
@@ -172,8 +173,8 @@ func (w *partialWriter) Delivered(seq string, i int) bool {
 // once after parking, so that a crash cannot park the same records again.
 func TestPartialDeliveryNotParked(t *testing.T) {
 	ga4 := &partialSink{budget: 7, sent: map[string]bool{}}
-	h := newHarnessWith(t, processor.Config{RetryBudget: 5 * time.Millisecond, CheckpointInterval: time.Hour,
-		Breaker: processor.BreakerConfig{Failures: 1000, OpenTimeout: time.Hour}}, ga4)
+	h := newHarnessWith(t, kclproc.Config{RetryBudget: 5 * time.Millisecond, CheckpointInterval: time.Hour,
+		Breaker: kclproc.BreakerConfig{Failures: 1000, OpenTimeout: time.Hour}}, ga4)
 	p := h.start("sh")
 	process(p, pt.KinesisRecords("x", 1, 5, 2))
 	parked := parkedEvents(h.dlq, "ga4")

@@ -1,4 +1,4 @@
-package processor
+package kclproc
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/buildtelemetry/pipeline/processor"
 )
 
 // Defaults of BreakerConfig.
@@ -46,8 +48,8 @@ func newBreaker(name string, cfg BreakerConfig, onChange func(from, to gobreaker
 		// Only transient failures say the destination is unhealthy: a 400
 		// for one bad batch, or events it refuses, must not stop the others.
 		IsSuccessful: func(err error) bool {
-			var pe *PartialError
-			return err == nil || IsPermanent(err) || errors.As(err, &pe)
+			var pe *processor.PartialError
+			return err == nil || processor.IsPermanent(err) || errors.As(err, &pe)
 		},
 		// Our own shutdown is not the destination's fault.
 		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },

@@ -1,4 +1,4 @@
-package processor_test
+package kclproc_test
 
 import (
 	"strconv"
@@ -13,6 +13,7 @@ import (
 	"github.com/buildtelemetry/pipeline/event"
 	"github.com/buildtelemetry/pipeline/internal/corpus"
 	"github.com/buildtelemetry/pipeline/processor"
+	"github.com/buildtelemetry/pipeline/processor/kclproc"
 	pt "github.com/buildtelemetry/pipeline/processor/processortest"
 )
 
@@ -39,7 +40,7 @@ func BenchmarkProcessRecords(b *testing.B) {
 	for _, n := range []string{"a", "b", "c", "d"} {
 		sinks = append(sinks, &pt.Sink{SinkName: n})
 	}
-	f, err := processor.NewFactory(processor.Config{WorkerID: "w", Stream: "s"}, sinks, &pt.DeadLetters{}, &pt.Store{}, zap.NewNop())
+	f, err := kclproc.NewFactory(kclproc.Config{WorkerID: "w", Stream: "s"}, sinks, &pt.DeadLetters{}, &pt.Store{}, zap.NewNop())
 	if err != nil {
 		b.Fatal(err)
 	}

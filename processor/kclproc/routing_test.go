@@ -1,4 +1,4 @@
-package processor_test
+package kclproc_test
 
 import (
 	"fmt"
@@ -11,7 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/buildtelemetry/pipeline/event"
-	"github.com/buildtelemetry/pipeline/processor"
+	"github.com/buildtelemetry/pipeline/processor/kclproc"
 	pt "github.com/buildtelemetry/pipeline/processor/processortest"
 	"github.com/buildtelemetry/pipeline/sink/dynamodb"
 	"github.com/buildtelemetry/pipeline/sink/ga4"
@@ -43,7 +43,7 @@ func TestIntegrationsRouting(t *testing.T) {
 	counts := &routedSink{&pt.Sink{SinkName: "dynamodb"}, dynamodb.IntegrationName}
 	archive := takerSink{&pt.Sink{SinkName: "s3"}} // the default S3 sink routes nothing away (sink/s3's TestIntegrationName)
 	file := &pt.Sink{SinkName: "file"}
-	h := newHarnessWith(t, processor.Config{}, seg, ga, counts, archive, file)
+	h := newHarnessWith(t, kclproc.Config{}, seg, ga, counts, archive, file)
 	integrations := map[string]string{
 		"consent": `{"All":false,"Segment.io":true}`,
 		"no-ga4":  `{"Google Analytics 4":false}`,

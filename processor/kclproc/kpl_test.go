@@ -1,4 +1,4 @@
-package processor_test
+package kclproc_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/buildtelemetry/pipeline/event"
 	"github.com/buildtelemetry/pipeline/processor"
+	"github.com/buildtelemetry/pipeline/processor/kclproc"
 	pt "github.com/buildtelemetry/pipeline/processor/processortest"
 )
 
@@ -17,7 +18,7 @@ import (
 // with its reason, its neighbours delivered; the checkpoint passes them.
 func TestKPLAggregates(t *testing.T) {
 	s := &pt.Sink{SinkName: "s"}
-	h := newHarness(t, processor.Config{}, s)
+	h := newHarness(t, kclproc.Config{}, s)
 	var users [][]byte
 	var want []string
 	for i := 0; i < 50; i++ {
@@ -63,7 +64,7 @@ func TestSinkPanicParked(t *testing.T) {
 		return nil
 	}}
 	good := &pt.Sink{SinkName: "good"}
-	h := newHarness(t, processor.Config{}, bad, good)
+	h := newHarness(t, kclproc.Config{}, bad, good)
 	p := h.start("sh")
 	process(p, pt.KinesisRecords("x", 1, 2, 1))
 	process(p, pt.KinesisRecords("x", 3, 1, 1))
@@ -121,7 +122,7 @@ func (w *stopAtWriter) Close() error                { return nil }
 // checkpoint stays before the aggregate until every sink passes it.
 func TestProgressInsideAggregate(t *testing.T) {
 	partial, fast := &stopAtSink{}, &pt.Sink{SinkName: "fast"}
-	h := newHarnessWith(t, processor.Config{}, partial, fast)
+	h := newHarnessWith(t, kclproc.Config{}, partial, fast)
 	recs := pt.KinesisRecords("x", 1, 3, 1)
 	var users [][]byte
 	for i := range 6 {

@@ -1,4 +1,4 @@
-package processor_test
+package kclproc_test
 
 import (
 	"context"
@@ -14,18 +14,19 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/buildtelemetry/pipeline/processor"
+	"github.com/buildtelemetry/pipeline/processor/kclproc"
 	pt "github.com/buildtelemetry/pipeline/processor/processortest"
 )
 
 type harness struct {
 	t     *testing.T
-	f     *processor.Factory
+	f     *kclproc.Factory
 	store *pt.Store
 	dlq   *pt.DeadLetters
 	sinks []*pt.Sink
 }
 
-func newHarness(t *testing.T, cfg processor.Config, sinks ...*pt.Sink) *harness {
+func newHarness(t *testing.T, cfg kclproc.Config, sinks ...*pt.Sink) *harness {
 	t.Helper()
 	var ps []processor.Sink
 	for _, s := range sinks {
@@ -36,7 +37,7 @@ func newHarness(t *testing.T, cfg processor.Config, sinks ...*pt.Sink) *harness 
 
 // newHarnessWith is newHarness for sinks of any type; h.sinks holds the
 // *pt.Sink ones.
-func newHarnessWith(t *testing.T, cfg processor.Config, ps ...processor.Sink) *harness {
+func newHarnessWith(t *testing.T, cfg kclproc.Config, ps ...processor.Sink) *harness {
 	t.Helper()
 	h := &harness{t: t, store: &pt.Store{}, dlq: &pt.DeadLetters{}}
 	for _, s := range ps {
@@ -54,7 +55,7 @@ func newHarnessWith(t *testing.T, cfg processor.Config, ps ...processor.Sink) *h
 	if cfg.CheckpointInterval == 0 {
 		cfg.CheckpointInterval = time.Nanosecond
 	}
-	f, err := processor.NewFactory(cfg, ps, h.dlq, h.store, zaptest.NewLogger(t))
+	f, err := kclproc.NewFactory(cfg, ps, h.dlq, h.store, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +108,7 @@ func parkedEvents(dlq *pt.DeadLetters, sink string) map[string]string {
 
 func TestFanOutToAllSinks(t *testing.T) {
 	a, b := &pt.Sink{SinkName: "a"}, &pt.Sink{SinkName: "b"}
-	h := newHarness(t, processor.Config{}, a, b)
+	h := newHarness(t, kclproc.Config{}, a, b)
 	p := h.start("shard-1")
 	process(p, pt.KinesisRecords("x", 100, 10, 3))
 	wantDelivered(t, a, ids("x", 100, 10, 3))
@@ -122,7 +123,7 @@ func TestFanOutToAllSinks(t *testing.T) {
 func TestFailingSinkIsParkedOthersContinue(t *testing.T) {
 	bad := &pt.Sink{SinkName: "bad", Fail: func(string, []processor.Record) error { return errors.New("503 service unavailable") }}
 	good := &pt.Sink{SinkName: "good"}
-	h := newHarness(t, processor.Config{Breaker: processor.BreakerConfig{Failures: 3, OpenTimeout: time.Hour}}, bad, good)
+	h := newHarness(t, kclproc.Config{Breaker: kclproc.BreakerConfig{Failures: 3, OpenTimeout: time.Hour}}, bad, good)
 	p := h.start("shard-1")
 	process(p, pt.KinesisRecords("x", 1, 5, 2))
 	process(p, pt.KinesisRecords("y", 6, 5, 2))
@@ -157,7 +158,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 		}
 		return nil
 	}}
-	h := newHarness(t, processor.Config{}, s)
+	h := newHarness(t, kclproc.Config{}, s)
 	process(h.start("sh"), pt.KinesisRecords("x", 1, 2, 1))
 	wantDelivered(t, s, ids("x", 1, 2, 1))
 	if len(times) != 3 {
@@ -186,9 +187,9 @@ func TestHangingSinkTimesOut(t *testing.T) {
 	// the call itself but the timeout must still be charged. A real sink
 	// honours ctx; this one does too through ctxSink.
 	s := &ctxSink{Sink: hang}
-	h := newHarness(t, processor.Config{CallTimeout: 20 * time.Millisecond, Breaker: processor.BreakerConfig{Failures: 2, OpenTimeout: time.Hour}}, nil...)
-	f, err := processor.NewFactory(processor.Config{WorkerID: "w", Stream: "s", CallTimeout: 20 * time.Millisecond, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, CheckpointInterval: time.Nanosecond,
-		Breaker: processor.BreakerConfig{Failures: 2, OpenTimeout: time.Hour}}, []processor.Sink{s}, h.dlq, h.store, zaptest.NewLogger(t))
+	h := newHarness(t, kclproc.Config{CallTimeout: 20 * time.Millisecond, Breaker: kclproc.BreakerConfig{Failures: 2, OpenTimeout: time.Hour}}, nil...)
+	f, err := kclproc.NewFactory(kclproc.Config{WorkerID: "w", Stream: "s", CallTimeout: 20 * time.Millisecond, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, CheckpointInterval: time.Nanosecond,
+		Breaker: kclproc.BreakerConfig{Failures: 2, OpenTimeout: time.Hour}}, []processor.Sink{s}, h.dlq, h.store, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +241,7 @@ func TestPermanentErrorParksAtOnce(t *testing.T) {
 		}
 		return nil
 	}}
-	h := newHarness(t, processor.Config{Breaker: processor.BreakerConfig{Failures: 1}}, s)
+	h := newHarness(t, kclproc.Config{Breaker: kclproc.BreakerConfig{Failures: 1}}, s)
 	p := h.start("sh")
 	process(p, pt.KinesisRecords("x", 1, 2, 1))
 	process(p, pt.KinesisRecords("y", 3, 2, 1))
@@ -263,7 +264,7 @@ func TestPartialFailure(t *testing.T) {
 		s.Fail = nil
 		return &processor.PartialError{Failed: []processor.FailedEvent{{Record: &recs[1], Index: 0, Err: errors.New("event over 32 KB")}}}
 	}
-	h := newHarness(t, processor.Config{}, s)
+	h := newHarness(t, kclproc.Config{}, s)
 	process(h.start("sh"), pt.KinesisRecords("x", 1, 3, 1))
 	parked := parkedEvents(h.dlq, "s")
 	if len(parked) != 1 {
@@ -280,7 +281,7 @@ func TestPartialFailure(t *testing.T) {
 // every sink.
 func TestPoisonRecordParked(t *testing.T) {
 	s := &pt.Sink{SinkName: "s"}
-	h := newHarness(t, processor.Config{}, s)
+	h := newHarness(t, kclproc.Config{}, s)
 	recs := pt.KinesisRecords("x", 1, 3, 2)
 	recs[1].Data = []byte{0xB7, 'B', 'T', 1, 2, 0xde, 0xad}
 	extra := pt.KinesisRecords("j", 4, 1, 1)
@@ -305,7 +306,7 @@ func TestPoisonRecordParked(t *testing.T) {
 func TestCheckpointWaitsForDurable(t *testing.T) {
 	buf := &pt.Sink{SinkName: "buf", Buffer: true}
 	fast := &pt.Sink{SinkName: "fast"}
-	h := newHarness(t, processor.Config{}, buf, fast)
+	h := newHarness(t, kclproc.Config{}, buf, fast)
 	p := h.start("sh")
 	process(p, pt.KinesisRecords("x", 1, 4, 1))
 	prog := h.store.Progress("sh")
@@ -324,7 +325,7 @@ func TestCheckpointWaitsForDurable(t *testing.T) {
 func TestRestartSkipsPerSinkWatermark(t *testing.T) {
 	buf := &pt.Sink{SinkName: "buf", Buffer: true}
 	fast := &pt.Sink{SinkName: "fast"}
-	h := newHarness(t, processor.Config{}, buf, fast)
+	h := newHarness(t, kclproc.Config{}, buf, fast)
 	p := h.start("sh")
 	recs := pt.KinesisRecords("x", 1, 4, 1)
 	process(p, recs)
@@ -344,7 +345,7 @@ func TestRestartSkipsPerSinkWatermark(t *testing.T) {
 func TestLeaseLostDropsState(t *testing.T) {
 	buf := &pt.Sink{SinkName: "buf", Buffer: true}
 	fast := &pt.Sink{SinkName: "fast"}
-	h := newHarness(t, processor.Config{}, buf, fast)
+	h := newHarness(t, kclproc.Config{}, buf, fast)
 	p := h.start("sh")
 	process(p, pt.KinesisRecords("x", 1, 2, 1))
 	h.store.Lost = true
@@ -365,7 +366,7 @@ func TestLeaseLostDropsState(t *testing.T) {
 // Shard end: flush, then SHARD_END through the library's checkpointer.
 func TestShardEnd(t *testing.T) {
 	buf := &pt.Sink{SinkName: "buf", Buffer: true}
-	h := newHarness(t, processor.Config{}, buf)
+	h := newHarness(t, kclproc.Config{}, buf)
 	p := h.start("sh")
 	process(p, pt.KinesisRecords("x", 1, 3, 1))
 	cp := &pt.Checkpointer{}
@@ -387,7 +388,7 @@ func TestShardEnd(t *testing.T) {
 // library never tells that its lease is gone.
 func TestNewLeaseClosesOldProcessor(t *testing.T) {
 	s := &pt.Sink{SinkName: "s", Buffer: true}
-	h := newHarness(t, processor.Config{}, s)
+	h := newHarness(t, kclproc.Config{}, s)
 	old := h.start("sh")
 	process(old, pt.KinesisRecords("x", 1, 1, 1))
 	h.start("sh")
@@ -413,7 +414,7 @@ func TestBreakerRecovers(t *testing.T) {
 		}
 		return nil
 	}}
-	h := newHarness(t, processor.Config{Breaker: processor.BreakerConfig{Failures: 2, OpenTimeout: 100 * time.Millisecond}}, s)
+	h := newHarness(t, kclproc.Config{Breaker: kclproc.BreakerConfig{Failures: 2, OpenTimeout: 100 * time.Millisecond}}, s)
 	p := h.start("sh")
 	process(p, pt.KinesisRecords("x", 1, 1, 1))
 	mu.Lock()

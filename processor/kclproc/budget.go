@@ -1,10 +1,12 @@
-package processor
+package kclproc
 
 import (
 	"context"
 	"sync/atomic"
 
 	"golang.org/x/sync/semaphore"
+
+	"github.com/buildtelemetry/pipeline/processor"
 )
 
 // DefaultMemoryBudget is the budget of decoded records when
@@ -80,7 +82,7 @@ type charge struct {
 // factor covers what the estimate cannot see (allocation size classes,
 // the decompressor's slack, copies sinks make while encoding); it was
 // measured with heap profiles of a backlog drain.
-func recordCost(r Record) int64 {
+func recordCost(r processor.Record) int64 {
 	n := int64(recordOverhead)
 	for i, raw := range r.Raw {
 		n += int64(len(raw)) + eventOverhead

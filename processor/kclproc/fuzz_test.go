@@ -1,4 +1,4 @@
-package processor_test
+package kclproc_test
 
 import (
 	"fmt"
@@ -13,6 +13,7 @@ import (
 	"github.com/buildtelemetry/pipeline/event"
 	"github.com/buildtelemetry/pipeline/internal/kcladapter"
 	"github.com/buildtelemetry/pipeline/processor"
+	"github.com/buildtelemetry/pipeline/processor/kclproc"
 	pt "github.com/buildtelemetry/pipeline/processor/processortest"
 )
 
@@ -35,7 +36,7 @@ func FuzzGetRecords(f *testing.F) {
 	// One factory for every input (its decoders are costly to build);
 	// each input gets a shard of its own.
 	h := &harness{store: &pt.Store{}, dlq: &pt.DeadLetters{}}
-	fac, err := processor.NewFactory(processor.Config{WorkerID: "w1", Stream: "s", CheckpointInterval: time.Nanosecond},
+	fac, err := kclproc.NewFactory(kclproc.Config{WorkerID: "w1", Stream: "s", CheckpointInterval: time.Nanosecond},
 		[]processor.Sink{&pt.Sink{SinkName: "s"}}, h.dlq, h.store, zap.NewNop())
 	if err != nil {
 		f.Fatal(err)

@@ -1,4 +1,4 @@
-package processor_test
+package kclproc_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	kcl "github.com/vmware/vmware-go-kcl-v2/clientlibrary/interfaces"
 
 	"github.com/buildtelemetry/pipeline/processor"
+	"github.com/buildtelemetry/pipeline/processor/kclproc"
 	pt "github.com/buildtelemetry/pipeline/processor/processortest"
 )
 
@@ -47,7 +48,7 @@ func TestBudgetBoundsBufferedRecords(t *testing.T) {
 		}
 		return nil
 	}}
-	h = newHarness(t, processor.Config{MemoryBudget: budget, Registerer: reg}, buf)
+	h = newHarness(t, kclproc.Config{MemoryBudget: budget, Registerer: reg}, buf)
 	p := h.start("sh")
 	for i := 0; i < 20; i++ {
 		process(p, pt.KinesisRecords("x", 1+i*50, 50, 10))
@@ -78,7 +79,7 @@ func TestBudgetPressureFlushesOtherShards(t *testing.T) {
 	const budget = 64 << 10
 	reg := prometheus.NewRegistry()
 	buf := &pt.Sink{SinkName: "buf", Buffer: true}
-	h := newHarness(t, processor.Config{MemoryBudget: budget, Registerer: reg}, buf)
+	h := newHarness(t, kclproc.Config{MemoryBudget: budget, Registerer: reg}, buf)
 	a, b := h.start("a"), h.start("b")
 	// a fills most of the budget; its sink holds everything.
 	for i := 0; budgetUsed(t, reg) < budget*3/4; i++ {
@@ -125,7 +126,7 @@ func TestHandoffFlushesThenReleases(t *testing.T) {
 	buf := &pt.Sink{SinkName: "buf", Buffer: true}
 	plain := &pt.Sink{SinkName: "plain"}
 	store := &handoffStore{Store: &pt.Store{}}
-	f, err := processor.NewFactory(processor.Config{Stream: "s", WorkerID: "w1", CheckpointInterval: time.Hour},
+	f, err := kclproc.NewFactory(kclproc.Config{Stream: "s", WorkerID: "w1", CheckpointInterval: time.Hour},
 		[]processor.Sink{buf, plain}, &pt.DeadLetters{}, store, nil)
 	if err != nil {
 		t.Fatal(err)
