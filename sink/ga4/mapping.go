@@ -11,9 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/buildtelemetry/pipeline/event"
+	"github.com/buildtelemetry/pipeline/sink/internal/httpsink"
 )
 
 // Limits of the Measurement Protocol.
@@ -519,28 +519,12 @@ func appendEvent(dst []byte, m *mapped) []byte {
 			if p.isNum {
 				dst = append(dst, p.num...)
 			} else {
-				dst = appendString(dst, p.str)
+				dst = httpsink.AppendString(dst, p.str)
 			}
 		}
 		dst = append(dst, '}')
 	}
 	return append(dst, '}')
-}
-
-// appendString appends s as a JSON string.
-func appendString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
-			if !utf8.ValidString(s) {
-				s = strings.ToValidUTF8(s, "\uFFFD")
-			}
-			b, _ := json.Marshal(s) // a string always marshals
-			return append(dst, b...)
-		}
-	}
-	dst = append(dst, '"')
-	dst = append(dst, s...)
-	return append(dst, '"')
 }
 
 // sortedPositions returns the keys of m in order.

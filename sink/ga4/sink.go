@@ -23,12 +23,11 @@
 package ga4
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -41,8 +40,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/buildtelemetry/pipeline/event"
-	"github.com/buildtelemetry/pipeline/internal/retryafter"
 	"github.com/buildtelemetry/pipeline/processor"
+	"github.com/buildtelemetry/pipeline/sink/internal/httpsink"
 )
 
 // Defaults of Config.
@@ -109,12 +108,8 @@ type Config struct {
 // String describes the config with the API secret redacted, so that
 // logging a Config never leaks it.
 func (c Config) String() string {
-	secret := ""
-	if c.APISecret != "" {
-		secret = "[redacted]"
-	}
 	return fmt.Sprintf("ga4.Config{Endpoint:%q MeasurementID:%q APISecret:%s Timeout:%v Validate:%t SharedUserIDs:%q Concurrency:%d Name:%q}",
-		c.Endpoint, c.MeasurementID, secret, c.Timeout, c.Validate, c.SharedUserIDs, c.Concurrency, c.Name)
+		c.Endpoint, c.MeasurementID, httpsink.Redacted(c.APISecret), c.Timeout, c.Validate, c.SharedUserIDs, c.Concurrency, c.Name)
 }
 
 // GoString is String, for %#v.
@@ -124,36 +119,18 @@ func (c Config) GoString() string { return c.String() }
 var ErrClosed = errors.New("ga4: writer closed")
 
 // StatusError is a non-2xx answer of the Measurement Protocol.
-type StatusError struct {
-	// Code is the HTTP status code.
-	Code int
-	// Body is the start of the response body, for the operator.
-	Body string
-}
-
-func (e *StatusError) Error() string {
-	if e.Body == "" {
-		return fmt.Sprintf("status %d", e.Code)
-	}
-	return fmt.Sprintf("status %d: %s", e.Code, e.Body)
-}
+type StatusError = httpsink.StatusError
 
 // rejects reports whether err can never succeed for this request: a
 // 4xx other than 408 and 429, or an error marked permanent.
-func rejects(err error) bool {
-	var se *StatusError
-	if errors.As(err, &se) {
-		return se.Code >= 400 && se.Code < 500 && se.Code != http.StatusRequestTimeout && se.Code != http.StatusTooManyRequests
-	}
-	return processor.IsPermanent(err)
-}
+var rejects = httpsink.Refused
 
 // Sink sends events to GA4. It is safe for concurrent use by several
 // shards.
 type Sink struct {
 	cfg     Config
 	query   string // measurement_id and api_secret, encoded
-	client  *http.Client
+	client  *httpsink.Client
 	log     *zap.Logger
 	metrics *metrics
 	mapper  mapper
@@ -177,20 +154,6 @@ func New(cfg Config, log *zap.Logger) (*Sink, error) {
 	if cfg.APISecret == "" {
 		return nil, errors.New("ga4: new sink: APISecret is required")
 	}
-	if cfg.Endpoint == "" {
-		cfg.Endpoint = DefaultEndpoint
-	}
-	u, err := url.Parse(cfg.Endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("ga4: new sink: Endpoint %q is not an http(s) URL", cfg.Endpoint)
-	}
-	cfg.Endpoint = strings.TrimRight(cfg.Endpoint, "/")
-	if cfg.Timeout < 0 {
-		return nil, fmt.Errorf("ga4: new sink: Timeout %v is negative", cfg.Timeout)
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
-	}
 	if cfg.Concurrency < 0 {
 		return nil, fmt.Errorf("ga4: new sink: Concurrency %d is negative", cfg.Concurrency)
 	}
@@ -200,26 +163,37 @@ func New(cfg Config, log *zap.Logger) (*Sink, error) {
 	if cfg.SharedUserIDs == nil {
 		cfg.SharedUserIDs = DefaultSharedUserIDs
 	}
-	if cfg.Name == "" {
-		cfg.Name = DefaultName
+	cfg.Name = cmp.Or(cfg.Name, DefaultName)
+	if cfg.HTTPClient == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = max(cfg.Concurrency, t.MaxIdleConnsPerHost)
+		cfg.HTTPClient = &http.Client{Transport: t}
 	}
-	s := &Sink{
-		cfg:    cfg,
-		query:  url.Values{"measurement_id": {cfg.MeasurementID}, "api_secret": {cfg.APISecret}}.Encode(),
-		client: cfg.HTTPClient,
-		log:    log.With(zap.String("sink", cfg.Name)),
-		mapper: mapper{shared: make(map[string]bool, len(cfg.SharedUserIDs))},
-		now:    time.Now,
+	s := &Sink{now: time.Now}
+	client, err := httpsink.NewClient(httpsink.Config{
+		Package: "ga4", Sink: cfg.Name, Endpoint: cmp.Or(cfg.Endpoint, DefaultEndpoint), Timeout: cfg.Timeout, HTTPClient: cfg.HTTPClient,
+		Secrets: []string{cfg.APISecret}, Now: func() time.Time { return s.now() },
+		RequestsHelp: "Requests to the Measurement Protocol by status code (\"error\": no response).",
+		SentHelp:     "Events in requests answered 2xx (to the validation server in Validate mode).",
+	})
+	if err != nil {
+		return nil, err
+	}
+	cfg.Endpoint, cfg.Timeout = client.Endpoint(), client.Timeout()
+	*s = Sink{
+		cfg:     cfg,
+		query:   url.Values{"measurement_id": {cfg.MeasurementID}, "api_secret": {cfg.APISecret}}.Encode(),
+		client:  client,
+		log:     log.With(zap.String("sink", cfg.Name)),
+		mapper:  mapper{shared: make(map[string]bool, len(cfg.SharedUserIDs))},
+		metrics: newMetrics(cfg.Name),
+		now:     s.now,
 	}
 	for _, id := range cfg.SharedUserIDs {
 		s.mapper.shared[id] = true
 	}
-	if s.client == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost = max(cfg.Concurrency, t.MaxIdleConnsPerHost)
-		s.client = &http.Client{Transport: t}
-	}
-	if s.metrics, err = newMetrics(cfg.Registerer, cfg.Name); err != nil {
+	m := s.metrics
+	if err := client.Register(cfg.Registerer, m.skipped, m.rejected, m.paramsDropped, m.validation); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -239,7 +213,7 @@ const IntegrationName = "Google Analytics 4"
 
 // Open returns a writer for one shard. The sink keeps no per-shard state.
 func (s *Sink) Open(context.Context, processor.Shard) (processor.Writer, error) {
-	return &writer{s: s}, nil
+	return &writer{s: s, Writer: httpsink.Writer[progress]{ErrClosed: ErrClosed}}, nil
 }
 
 // item is one mapped event and where it came from.
@@ -315,7 +289,7 @@ func appendHead(dst []byte, m *mapped) []byte {
 	dst = append(dst, '"')
 	if m.userID != "" {
 		dst = append(dst, `,"user_id":`...)
-		dst = appendString(dst, m.userID)
+		dst = httpsink.AppendString(dst, m.userID)
 	}
 	if m.micros != 0 {
 		dst = append(dst, `,"timestamp_micros":`...)
@@ -325,20 +299,16 @@ func appendHead(dst []byte, m *mapped) []byte {
 }
 
 // writer sends one shard's records. As the Writer contract allows, it is
-// not safe for concurrent use.
+// not safe for concurrent use. Its progress remembers which events of a
+// failed Write were settled, so that the processor's retry with the same
+// records does not send them again: GA4 would count them twice.
 type writer struct {
-	s       *Sink
-	durable string
-	closed  bool
-	// resume remembers which events of a failed Write were settled, so
-	// that the processor's retry with the same records does not send
-	// them again: GA4 would count them twice.
-	resume *progress
+	s *Sink
+	httpsink.Writer[progress]
 }
 
 // progress is how far a Write got through its records.
 type progress struct {
-	first, last string // sequence numbers of the records
 	// offsets maps each record's sequence number to the position of its
 	// first event.
 	offsets map[string]int
@@ -355,6 +325,17 @@ type progress struct {
 	retry bool
 }
 
+// init readies a new progress for recs.
+func (p *progress) init(recs []processor.Record) {
+	p.offsets, p.failed = make(map[string]int, len(recs)), map[int]error{}
+	pos := 0
+	for _, r := range recs {
+		p.offsets[r.SequenceNumber] = pos
+		pos += len(r.Events)
+	}
+	p.done = make([]bool, pos)
+}
+
 // Write sends every event of recs, grouped into requests by client,
 // Concurrency requests at a time, and returns when all are settled:
 //   - nil: all were sent (or skipped: identify, group and alias have no
@@ -368,13 +349,16 @@ type progress struct {
 //     started. A retry with the same records sends only what was not
 //     sent.
 func (w *writer) Write(ctx context.Context, recs []processor.Record) error {
-	if w.closed {
-		return ErrClosed
-	}
 	if len(recs) == 0 {
-		return nil
+		return w.Flush(ctx) // nil, or ErrClosed after Close
 	}
-	p := w.progressFor(recs)
+	p, retry, err := w.Resume(recs)
+	if err != nil {
+		return err
+	}
+	if p.retry = retry; !retry {
+		p.init(recs)
+	}
 	now := w.s.now()
 	var items []*item
 	pos := -1
@@ -439,8 +423,7 @@ func (w *writer) Write(ctx context.Context, recs []processor.Record) error {
 		}
 		return transient
 	}
-	w.resume = nil
-	w.durable = recs[len(recs)-1].SequenceNumber
+	w.Settled(recs)
 	if len(p.failed) == 0 {
 		return nil
 	}
@@ -456,58 +439,17 @@ func (w *writer) Write(ctx context.Context, recs []processor.Record) error {
 	return pe
 }
 
-// progressFor returns the progress of an earlier failed Write of the same
-// records, or a fresh one. The processor retries with exactly the records
-// it gave, so their first and last sequence numbers and event count
-// identify them.
-func (w *writer) progressFor(recs []processor.Record) *progress {
-	n := 0
-	for _, r := range recs {
-		n += len(r.Events)
-	}
-	first, last := recs[0].SequenceNumber, recs[len(recs)-1].SequenceNumber
-	if p := w.resume; p != nil && p.first == first && p.last == last && len(p.done) == n {
-		p.retry = true
-		return p
-	}
-	w.resume = &progress{first: first, last: last, offsets: make(map[string]int, len(recs)), done: make([]bool, n), failed: map[int]error{}}
-	pos := 0
-	for _, r := range recs {
-		w.resume.offsets[r.SequenceNumber] = pos
-		pos += len(r.Events)
-	}
-	return w.resume
-}
-
 // Delivered reports whether event index of record seq was sent (or had
 // no GA4 counterpart) by the last Write, which failed: the processor
 // parks only the rest, since GA4 would count a resent event twice.
 func (w *writer) Delivered(seq string, index int) bool {
-	p := w.resume
+	p := w.Pending()
 	if p == nil {
 		return false
 	}
 	off, ok := p.offsets[seq]
 	pos := off + index
 	return ok && index >= 0 && pos < len(p.done) && p.done[pos] && p.failed[pos] == nil
-}
-
-// Flush does nothing: Write sends synchronously.
-func (w *writer) Flush(context.Context) error {
-	if w.closed {
-		return ErrClosed
-	}
-	return nil
-}
-
-// Durable returns the last sequence number of a Write that settled.
-func (w *writer) Durable() string { return w.durable }
-
-// Close drops the writer's state; there is no buffer to lose.
-func (w *writer) Close() error {
-	w.closed = true
-	w.resume = nil
-	return nil
 }
 
 // errNotSent marks a request sendAll did not start.
@@ -568,63 +510,7 @@ func (s *Sink) send(ctx context.Context, r *request) error {
 // post sends r's body to path and returns the start of a 2xx response's
 // body.
 func (s *Sink) post(ctx context.Context, path string, r *request) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.Endpoint+path+"?"+s.query, bytes.NewReader(r.body))
-	if err != nil {
-		return nil, processor.Permanent(fmt.Errorf("ga4: create request: %w", s.redactErr(err)))
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "buildtelemetry-pipeline")
-	s.metrics.requestBytes.Add(float64(len(r.body)))
-	resp, err := s.client.Do(req)
-	if err != nil {
-		s.metrics.requests.WithLabelValues("error").Inc()
-		return nil, fmt.Errorf("ga4: post %d events: %w", len(r.items), s.redactErr(err))
-	}
-	defer resp.Body.Close()
-	s.metrics.requests.WithLabelValues(strconv.Itoa(resp.StatusCode)).Inc()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		s.metrics.eventsSent.Add(float64(len(r.items)))
-		return body, nil
-	}
-	text := strings.TrimSpace(string(body[:min(len(body), 512)]))
-	err = fmt.Errorf("ga4: post %d events: %w", len(r.items), &StatusError{Code: resp.StatusCode, Body: s.redact(text)})
-	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
-		if d := retryafter.Parse(resp.Header, s.now()); d > 0 {
-			return nil, processor.RetryAfter(err, d)
-		}
-	}
-	return nil, err
-}
-
-// redactErr drops a *url.Error's URL, which holds the API secret, keeping
-// its cause (whose text is redacted too, should it quote the URL).
-func (s *Sink) redactErr(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	if strings.Contains(err.Error(), s.cfg.APISecret) || strings.Contains(err.Error(), url.QueryEscape(s.cfg.APISecret)) {
-		return &redactedError{msg: s.redact(err.Error()), err: err}
-	}
-	return err
-}
-
-// redactedError is an error whose text had the secret in it.
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
-
-// redact removes the API secret from text.
-func (s *Sink) redact(text string) string {
-	text = strings.ReplaceAll(text, s.cfg.APISecret, "[redacted]")
-	return strings.ReplaceAll(text, url.QueryEscape(s.cfg.APISecret), "[redacted]")
+	return s.client.Post(ctx, s.cfg.Endpoint+path+"?"+s.query, nil, r.body, len(r.items))
 }
 
 // ValidationMessage is one message of the validation server, with the
@@ -726,26 +612,18 @@ func eventIndex(m *ValidationMessage, n int) int {
 	return -1
 }
 
-// metrics are the sink's Prometheus metrics, prefixed sink_ga4_.
+// metrics are the sink's own Prometheus metrics, prefixed sink_ga4_,
+// besides its client's requests, bytes and events sent.
 type metrics struct {
-	requests      *prometheus.CounterVec
-	eventsSent    prometheus.Counter
-	requestBytes  prometheus.Counter
 	skipped       *prometheus.CounterVec
 	rejected      *prometheus.CounterVec
 	paramsDropped prometheus.Counter
 	validation    *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer, name string) (*metrics, error) {
+func newMetrics(name string) *metrics {
 	labels := prometheus.Labels{"sink": name}
-	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sink_ga4_requests_total", ConstLabels: labels,
-			Help: "Requests to the Measurement Protocol by status code (\"error\": no response)."}, []string{"code"}),
-		eventsSent: prometheus.NewCounter(prometheus.CounterOpts{Name: "sink_ga4_events_sent_total", ConstLabels: labels,
-			Help: "Events in requests answered 2xx (to the validation server in Validate mode)."}),
-		requestBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "sink_ga4_request_bytes_total", ConstLabels: labels,
-			Help: "Bytes of request bodies sent."}),
+	return &metrics{
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sink_ga4_events_skipped_total", ConstLabels: labels,
 			Help: "Events with no GA4 counterpart, not sent, by type."}, []string{"type"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sink_ga4_events_rejected_total", ConstLabels: labels,
@@ -755,13 +633,4 @@ func newMetrics(reg prometheus.Registerer, name string) (*metrics, error) {
 		validation: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sink_ga4_validation_messages_total", ConstLabels: labels,
 			Help: "Messages of the validation server in Validate mode, by validation code."}, []string{"code"}),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.requests, m.eventsSent, m.requestBytes, m.skipped, m.rejected, m.paramsDropped, m.validation} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("ga4: register metrics: %w", err)
-		}
-	}
-	return m, nil
 }

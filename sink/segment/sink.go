@@ -24,26 +24,21 @@
 package segment
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/buildtelemetry/pipeline/event"
-	"github.com/buildtelemetry/pipeline/internal/retryafter"
 	"github.com/buildtelemetry/pipeline/processor"
+	"github.com/buildtelemetry/pipeline/sink/internal/httpsink"
 )
 
 // Defaults of Config, and Segment's own limits. Segment
@@ -109,12 +104,8 @@ type Config struct {
 // String describes the config with the write key redacted, so that
 // logging a Config never leaks it.
 func (c Config) String() string {
-	key := ""
-	if c.WriteKey != "" {
-		key = "[redacted]"
-	}
 	return fmt.Sprintf("segment.Config{Endpoint:%q WriteKey:%s Timeout:%v MaxBatchBytes:%d MaxEventBytes:%d MaxBatchEvents:%d Name:%q}",
-		c.Endpoint, key, c.Timeout, c.MaxBatchBytes, c.MaxEventBytes, c.MaxBatchEvents, c.Name)
+		c.Endpoint, httpsink.Redacted(c.WriteKey), c.Timeout, c.MaxBatchBytes, c.MaxEventBytes, c.MaxBatchEvents, c.Name)
 }
 
 // GoString is String, for %#v.
@@ -134,32 +125,20 @@ var (
 )
 
 // StatusError is a non-2xx answer of the API.
-type StatusError struct {
-	// Code is the HTTP status code.
-	Code int
-	// Body is the start of the response body, for the operator.
-	Body string
-}
-
-func (e *StatusError) Error() string {
-	if e.Body == "" {
-		return fmt.Sprintf("status %d", e.Code)
-	}
-	return fmt.Sprintf("status %d: %s", e.Code, e.Body)
-}
+type StatusError = httpsink.StatusError
 
 // Sink sends events to Segment. It is safe for concurrent use by several
 // shards: each writer sends its own requests.
 type Sink struct {
 	cfg      Config
 	url      string
-	auth     string
-	client   *http.Client
+	header   http.Header // the write key, as Basic auth
+	client   *httpsink.Client
 	log      *zap.Logger
-	metrics  *metrics
-	overhead int              // body bytes besides the items, commas excluded
-	maxEvent int              // the largest item that fits a request
-	now      func() time.Time // the clock that stamps sentAt
+	rejected *prometheus.CounterVec // events never sent, by reason
+	overhead int                    // body bytes besides the items, commas excluded
+	maxEvent int                    // the largest item that fits a request
+	now      func() time.Time       // the clock that stamps sentAt
 }
 
 var (
@@ -176,22 +155,25 @@ func New(cfg Config, log *zap.Logger) (*Sink, error) {
 	if cfg.WriteKey == "" {
 		return nil, errors.New("segment: new sink: WriteKey is required")
 	}
-	if cfg.Endpoint == "" {
-		cfg.Endpoint = DefaultEndpoint
+	s := &Sink{now: time.Now}
+	cfg.Endpoint = cmp.Or(cfg.Endpoint, DefaultEndpoint)
+	cfg.Name = cmp.Or(cfg.Name, DefaultName)
+	if cfg.HTTPClient == nil {
+		// The default transport keeps two idle connections per host,
+		// enough for sequential requests per shard of a few shards; more
+		// shards only open more connections.
+		cfg.HTTPClient = &http.Client{Transport: http.DefaultTransport}
 	}
-	u, err := url.Parse(cfg.Endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("segment: new sink: Endpoint %q is not an http(s) URL", cfg.Endpoint)
+	client, err := httpsink.NewClient(httpsink.Config{
+		Package: "segment", Sink: cfg.Name, Endpoint: cfg.Endpoint, Timeout: cfg.Timeout, HTTPClient: cfg.HTTPClient,
+		Secrets: []string{cfg.WriteKey}, Now: func() time.Time { return s.now() },
+		RequestsHelp: "Requests to /v1/batch by status code (\"error\": no response).",
+		SentHelp:     "Events in requests Segment accepted (a retry may count an event again).",
+	})
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Name == "" {
-		cfg.Name = DefaultName
-	}
-	if cfg.Timeout < 0 {
-		return nil, fmt.Errorf("segment: new sink: Timeout %v is negative", cfg.Timeout)
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
-	}
+	cfg.Timeout = client.Timeout()
 	for _, l := range []struct {
 		name string
 		v    *int
@@ -208,13 +190,15 @@ func New(cfg Config, log *zap.Logger) (*Sink, error) {
 			return nil, fmt.Errorf("segment: new sink: %s %d is outside Segment's limit 1..%d", l.name, *l.v, l.max)
 		}
 	}
-	s := &Sink{
+	*s = Sink{
 		cfg:    cfg,
-		url:    strings.TrimRight(cfg.Endpoint, "/") + "/v1/batch",
-		auth:   "Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.WriteKey+":")),
-		client: cfg.HTTPClient,
+		url:    client.Endpoint() + "/v1/batch",
+		header: http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.WriteKey+":"))}},
+		client: client,
 		log:    log.With(zap.String("sink", cfg.Name)),
-		now:    time.Now,
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sink_segment_events_rejected_total", ConstLabels: prometheus.Labels{"sink": cfg.Name},
+			Help: "Events never sent because Segment would refuse them, by reason (too_large, invalid)."}, []string{"reason"}),
+		now: s.now,
 	}
 	s.overhead = len(s.appendBody(nil, nil, time.Time{}))
 	if cfg.MaxBatchBytes < s.overhead+2 {
@@ -223,13 +207,7 @@ func New(cfg Config, log *zap.Logger) (*Sink, error) {
 	// With a small MaxBatchBytes, an event that would not fit a request
 	// of its own is as undeliverable as one over MaxEventBytes.
 	s.maxEvent = min(cfg.MaxEventBytes, cfg.MaxBatchBytes-s.overhead)
-	if s.client == nil {
-		// The default transport keeps two idle connections per host,
-		// enough for sequential requests per shard of a few shards; more
-		// shards only open more connections.
-		s.client = &http.Client{Transport: http.DefaultTransport}
-	}
-	if s.metrics, err = newMetrics(cfg.Registerer, cfg.Name); err != nil {
+	if err := client.Register(cfg.Registerer, s.rejected); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -249,26 +227,21 @@ const IntegrationName = "Segment.io"
 
 // Open returns a writer for one shard. The sink keeps no per-shard state.
 func (s *Sink) Open(context.Context, processor.Shard) (processor.Writer, error) {
-	return &writer{s: s}, nil
+	return &writer{s: s, Writer: httpsink.Writer[progress]{ErrClosed: ErrClosed}}, nil
 }
 
 // writer sends one shard's records. As the Writer contract allows, it is
-// not safe for concurrent use.
+// not safe for concurrent use. Its progress remembers how far a failed
+// Write got, so that the processor's retry with the same records does not
+// resend requests Segment accepted. It is only an optimisation: Segment
+// dedups on messageId, so resending would be harmless, just wasteful.
 type writer struct {
-	s       *Sink
-	durable string
-	closed  bool
-	// resume remembers how far a failed Write got, so that the
-	// processor's retry with the same records does not resend requests
-	// Segment accepted. It is only an optimisation: Segment dedups on
-	// messageId, so resending would be harmless, just wasteful.
-	resume *progress
+	s *Sink
+	httpsink.Writer[progress]
 }
 
 // progress is how far a Write got through its records.
 type progress struct {
-	first, last string // sequence numbers of the records
-	events      int
 	// done is the count of events, in record order, settled: sent or
 	// rejected.
 	done int
@@ -300,13 +273,13 @@ type item struct {
 //     processor.RetryAfter). A retry with the same records resumes after
 //     the requests already accepted.
 func (w *writer) Write(ctx context.Context, recs []processor.Record) error {
-	if w.closed {
-		return ErrClosed
-	}
 	if len(recs) == 0 {
-		return nil
+		return w.Flush(ctx) // nil, or ErrClosed after Close
 	}
-	p := w.progressFor(recs)
+	p, _, err := w.Resume(recs)
+	if err != nil {
+		return err
+	}
 	var (
 		failed   []processor.FailedEvent
 		batch    []item
@@ -345,7 +318,7 @@ func (w *writer) Write(ctx context.Context, recs []processor.Record) error {
 			buf = appendItem(buf, e)
 			body := buf[start:]
 			if err := w.s.check(e, len(body)); err != nil {
-				w.s.metrics.rejected.WithLabelValues(reasonOf(err)).Inc()
+				w.s.rejected.WithLabelValues(reasonOf(err)).Inc()
 				failed = append(failed, processor.FailedEvent{Record: r, Index: ei, Err: err})
 				continue
 			}
@@ -370,8 +343,7 @@ func (w *writer) Write(ctx context.Context, recs []processor.Record) error {
 	if err := send(); err != nil {
 		return err
 	}
-	w.resume = nil
-	w.durable = recs[len(recs)-1].SequenceNumber
+	w.Settled(recs)
 	if len(p.rejected) > 0 && len(p.rejected) == sendable && len(failed) == 0 {
 		return processor.Permanent(p.rejected[0].err)
 	}
@@ -382,41 +354,6 @@ func (w *writer) Write(ctx context.Context, recs []processor.Record) error {
 	if len(failed) > 0 {
 		return &processor.PartialError{Failed: failed}
 	}
-	return nil
-}
-
-// progressFor returns the progress of an earlier failed Write of the same
-// records, or a fresh one. The processor retries with exactly the records
-// it gave, so their first and last sequence numbers and event count
-// identify them.
-func (w *writer) progressFor(recs []processor.Record) *progress {
-	n := 0
-	for _, r := range recs {
-		n += len(r.Events)
-	}
-	first, last := recs[0].SequenceNumber, recs[len(recs)-1].SequenceNumber
-	if p := w.resume; p != nil && p.first == first && p.last == last && p.events == n {
-		return p
-	}
-	w.resume = &progress{first: first, last: last, events: n}
-	return w.resume
-}
-
-// Flush does nothing: Write sends synchronously.
-func (w *writer) Flush(context.Context) error {
-	if w.closed {
-		return ErrClosed
-	}
-	return nil
-}
-
-// Durable returns the last sequence number of a Write that settled.
-func (w *writer) Durable() string { return w.durable }
-
-// Close drops the writer's state; there is no buffer to lose.
-func (w *writer) Close() error {
-	w.closed = true
-	w.resume = nil
 	return nil
 }
 
@@ -479,24 +416,11 @@ func appendItem(dst []byte, e *event.Event) []byte {
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = appendString(dst, k)
+		dst = httpsink.AppendString(dst, k)
 		dst = append(dst, ':')
 		dst = append(dst, v...)
 	}
 	return append(dst, '}')
-}
-
-// appendString appends s as a JSON string.
-func appendString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
-			b, _ := json.Marshal(s) // a string always marshals
-			return append(dst, b...)
-		}
-	}
-	dst = append(dst, '"')
-	dst = append(dst, s...)
-	return append(dst, '"')
 }
 
 // appendBody appends a /v1/batch body. Its size is the overhead plus the
@@ -520,94 +444,24 @@ func (s *Sink) appendBody(dst []byte, items []item, sentAt time.Time) []byte {
 // carries the time of its own attempt, as Segment's libraries do.
 func (s *Sink) send(ctx context.Context, items []item) error {
 	body := s.appendBody(make([]byte, 0, s.overhead+len(items)*800), items, s.now())
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
-	if err != nil {
-		return processor.Permanent(fmt.Errorf("segment: create request: %w", err))
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", s.auth)
-	req.Header.Set("User-Agent", "buildtelemetry-pipeline")
-	s.metrics.requestBytes.Add(float64(len(body)))
-	resp, err := s.client.Do(req)
-	if err != nil {
-		s.metrics.requests.WithLabelValues("error").Inc()
-		// A *url.Error names the URL, which holds no credential here;
-		// still, only its cause is kept, the same way in every sink.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Errorf("segment: post batch of %d events: %w", len(items), err)
-	}
-	defer resp.Body.Close()
-	s.metrics.requests.WithLabelValues(strconv.Itoa(resp.StatusCode)).Inc()
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		// Drain so the connection is reused.
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		s.metrics.eventsSent.Add(float64(len(items)))
-		return nil
-	}
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	serr := &StatusError{Code: resp.StatusCode, Body: s.redact(strings.TrimSpace(string(msg)))}
-	err = fmt.Errorf("segment: post batch of %d events: %w", len(items), serr)
-	return classify(err, resp, s.now())
+	_, err := s.client.Post(ctx, s.url, s.header, body, len(items))
+	return classify(err)
 }
 
-// classify marks an error response for the processor: 429, 408 and 5xx
-// are transient (429 and 503 with the delay the server asked for), 400 is
-// left to Write, which rejects the request's events, and every other
-// status can never succeed.
-func classify(err error, resp *http.Response, now time.Time) error {
-	code := resp.StatusCode
+// classify marks an error answer for the processor: 429, 408 and 5xx stay
+// transient (429 and 503 with the delay the server asked for), 400 and
+// 413 are left to Write, which rejects the request's events, and every
+// other status can never succeed.
+func classify(err error) error {
+	var se *StatusError
+	if !errors.As(err, &se) {
+		return err
+	}
 	switch {
-	case code == http.StatusTooManyRequests || code >= 500:
-		if d := retryafter.Parse(resp.Header, now); d > 0 {
-			return processor.RetryAfter(err, d)
-		}
+	case se.Code == http.StatusBadRequest || se.Code == http.StatusRequestEntityTooLarge:
 		return err
-	case code == http.StatusRequestTimeout:
-		return err
-	case code == http.StatusBadRequest || code == http.StatusRequestEntityTooLarge:
-		return err
+	case httpsink.Refused(err) || se.Code < 400:
+		return processor.Permanent(err)
 	}
-	return processor.Permanent(err)
-}
-
-// redact removes the write key from text that came back from the server.
-func (s *Sink) redact(text string) string {
-	return strings.ReplaceAll(text, s.cfg.WriteKey, "[redacted]")
-}
-
-// metrics are the sink's Prometheus metrics, prefixed sink_segment_.
-type metrics struct {
-	requests     *prometheus.CounterVec
-	eventsSent   prometheus.Counter
-	requestBytes prometheus.Counter
-	rejected     *prometheus.CounterVec
-}
-
-func newMetrics(reg prometheus.Registerer, name string) (*metrics, error) {
-	labels := prometheus.Labels{"sink": name}
-	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sink_segment_requests_total", ConstLabels: labels,
-			Help: "Requests to /v1/batch by status code (\"error\": no response)."}, []string{"code"}),
-		eventsSent: prometheus.NewCounter(prometheus.CounterOpts{Name: "sink_segment_events_sent_total", ConstLabels: labels,
-			Help: "Events in requests Segment accepted (a retry may count an event again)."}),
-		requestBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "sink_segment_request_bytes_total", ConstLabels: labels,
-			Help: "Bytes of request bodies sent."}),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sink_segment_events_rejected_total", ConstLabels: labels,
-			Help: "Events never sent because Segment would refuse them, by reason (too_large, invalid)."}, []string{"reason"}),
-	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.requests, m.eventsSent, m.requestBytes, m.rejected} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("segment: register metrics: %w", err)
-		}
-	}
-	return m, nil
+	return err
 }
