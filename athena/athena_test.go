@@ -6,23 +6,21 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/buildtelemetry/pipeline/athena"
 	"github.com/buildtelemetry/pipeline/event"
 	"github.com/buildtelemetry/pipeline/internal/corpus"
+	"github.com/buildtelemetry/pipeline/internal/testkit/mems3"
 	"github.com/buildtelemetry/pipeline/processor"
 	s3sink "github.com/buildtelemetry/pipeline/sink/s3"
 )
@@ -129,8 +127,8 @@ func TestQueries(t *testing.T) {
 // Objects written by the sink are where the table's projection looks,
 // and every line reads as the table's columns declare.
 func TestObjectsMatchTable(t *testing.T) {
-	mem := &memS3{objects: map[string][]byte{}}
-	objects, recs := writeSamples(t, mem, testBucket, func() map[string][]byte { return mem.snapshot() })
+	mem := mems3.New()
+	objects, recs := writeSamples(t, mem, testBucket, mem.Objects)
 	checkObjects(t, mustParse(t, testBucket), testBucket, objects, recs)
 }
 
@@ -326,49 +324,6 @@ func sampleRecords(t *testing.T, at time.Time, n int, step time.Duration) []proc
 		out = append(out, r)
 	}
 	return out
-}
-
-// memS3 is the part of an S3 bucket the sink uses for small objects.
-type memS3 struct {
-	mu      sync.Mutex
-	objects map[string][]byte
-}
-
-var _ s3sink.S3API = (*memS3)(nil)
-
-func (m *memS3) PutObject(_ context.Context, in *awss3.PutObjectInput, _ ...func(*awss3.Options)) (*awss3.PutObjectOutput, error) {
-	b, err := io.ReadAll(in.Body)
-	if err != nil {
-		return nil, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.objects[aws.ToString(in.Key)] = b
-	return &awss3.PutObjectOutput{}, nil
-}
-
-var errMultipart = errors.New("mem s3: multipart uploads are not expected in this test")
-
-func (m *memS3) CreateMultipartUpload(context.Context, *awss3.CreateMultipartUploadInput, ...func(*awss3.Options)) (*awss3.CreateMultipartUploadOutput, error) {
-	return nil, errMultipart
-}
-
-func (m *memS3) UploadPart(context.Context, *awss3.UploadPartInput, ...func(*awss3.Options)) (*awss3.UploadPartOutput, error) {
-	return nil, errMultipart
-}
-
-func (m *memS3) CompleteMultipartUpload(context.Context, *awss3.CompleteMultipartUploadInput, ...func(*awss3.Options)) (*awss3.CompleteMultipartUploadOutput, error) {
-	return nil, errMultipart
-}
-
-func (m *memS3) AbortMultipartUpload(context.Context, *awss3.AbortMultipartUploadInput, ...func(*awss3.Options)) (*awss3.AbortMultipartUploadOutput, error) {
-	return nil, errMultipart
-}
-
-func (m *memS3) snapshot() map[string][]byte {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return maps.Clone(m.objects)
 }
 
 // telemetry_errors projects exactly the reasons the pipeline files error

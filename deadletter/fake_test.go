@@ -1,20 +1,12 @@
 package deadletter
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"slices"
-	"strings"
 	"sync"
-	"testing"
-	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/buildtelemetry/pipeline/event"
 	"github.com/buildtelemetry/pipeline/processor"
@@ -45,68 +37,6 @@ func (f *fakeS3) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, _
 
 func (f *fakeS3) DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, _ ...func(*s3.Options)) (*s3.DeleteObjectOutput, error) {
 	return f.deleteObject(ctx, in)
-}
-
-// memS3 returns a fakeS3 backed by a map of one bucket's objects, with S3's
-// semantics for what the store uses: NoSuchKey, idempotent delete, sorted
-// and paged listings.
-func memS3(t testing.TB) *fakeS3 {
-	t.Helper()
-	var mu sync.Mutex
-	objects := map[string][]byte{}
-	written := map[string]time.Time{}
-	return &fakeS3{
-		putObject: func(_ context.Context, in *s3.PutObjectInput) (*s3.PutObjectOutput, error) {
-			if _, ok := in.Body.(io.Seeker); !ok {
-				return nil, errors.New("fake s3: body is not seekable")
-			}
-			b, err := io.ReadAll(in.Body)
-			if err != nil {
-				return nil, err
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			objects[aws.ToString(in.Key)] = b
-			written[aws.ToString(in.Key)] = time.Now()
-			return &s3.PutObjectOutput{}, nil
-		},
-		getObject: func(_ context.Context, in *s3.GetObjectInput) (*s3.GetObjectOutput, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			b, ok := objects[aws.ToString(in.Key)]
-			if !ok {
-				return nil, &types.NoSuchKey{Message: aws.String("no such key")}
-			}
-			return &s3.GetObjectOutput{Body: io.NopCloser(bytes.NewReader(b))}, nil
-		},
-		listObjectsV2: func(_ context.Context, in *s3.ListObjectsV2Input) (*s3.ListObjectsV2Output, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			var keys []string
-			for k := range objects {
-				if strings.HasPrefix(k, aws.ToString(in.Prefix)) && k > aws.ToString(in.ContinuationToken) {
-					keys = append(keys, k)
-				}
-			}
-			slices.Sort(keys)
-			out := &s3.ListObjectsV2Output{}
-			if n := int(aws.ToInt32(in.MaxKeys)); n > 0 && len(keys) > n {
-				keys = keys[:n]
-				out.IsTruncated = aws.Bool(true)
-				out.NextContinuationToken = aws.String(keys[n-1])
-			}
-			for _, k := range keys {
-				out.Contents = append(out.Contents, types.Object{Key: aws.String(k), LastModified: aws.Time(written[k])})
-			}
-			return out, nil
-		},
-		deleteObject: func(_ context.Context, in *s3.DeleteObjectInput) (*s3.DeleteObjectOutput, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			delete(objects, aws.ToString(in.Key))
-			return &s3.DeleteObjectOutput{}, nil
-		},
-	}
 }
 
 // testSink is a processor.Sink that records what its writers deliver and

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 
+	"github.com/buildtelemetry/pipeline/internal/testkit/mems3"
 	"github.com/buildtelemetry/pipeline/processor"
 )
 
@@ -20,7 +21,7 @@ import (
 // sink's breaker is open.
 func TestRedrivePassOrderAndOwnership(t *testing.T) {
 	ctx := context.Background()
-	store, err := New(memS3(t), Config{Bucket: "dl"})
+	store, err := New(mems3.New(), Config{Bucket: "dl"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +137,7 @@ func (w *partialWriter) Delivered(seq string, i int) bool {
 // did not deliver, so the next re-drives send every event exactly once.
 func TestRedrivePartialKeepsOnlyTheRest(t *testing.T) {
 	ctx := context.Background()
-	store, err := New(memS3(t), Config{Bucket: "dl"})
+	store, err := New(mems3.New(), Config{Bucket: "dl"})
 	if err != nil {
 		t.Fatal(err)
 	}

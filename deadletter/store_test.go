@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/buildtelemetry/pipeline/internal/testkit/mems3"
 	"github.com/buildtelemetry/pipeline/processor"
 )
 
@@ -22,7 +23,7 @@ import (
 func TestStoreMemory(t *testing.T) {
 	testStore(t, func(t *testing.T, cfg Config) *Store {
 		cfg.Bucket = "dl"
-		s, err := New(memS3(t), cfg)
+		s, err := New(mems3.New(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -262,7 +263,7 @@ func TestParkRejects(t *testing.T) {
 }
 
 func TestListSkipsForeignObjects(t *testing.T) {
-	api := memS3(t)
+	api := mems3.New()
 	s, err := New(api, Config{Bucket: "b"})
 	if err != nil {
 		t.Fatal(err)

@@ -3,23 +3,14 @@ package event
 import (
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/buildtelemetry/pipeline/internal/testkit"
 )
 
 var received = time.Date(2026, 11, 27, 22, 0, 0, 0, time.UTC)
-
-func readClient(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "testdata", "clients", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func normalize(t testing.TB, body []byte, shape Shape, typ Type) ([]*Event, error) {
 	t.Helper()
@@ -38,7 +29,7 @@ func str(t testing.TB, e *Event, path string) string {
 }
 
 func TestNormalizeNetlifyBuild(t *testing.T) {
-	body := readClient(t, "netlify-build-track.json")
+	body := testkit.ClientPayload(t, "netlify-build-track.json")
 	evs, err := normalize(t, body, Single, Track)
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +80,7 @@ func TestNormalizeNetlifyBuild(t *testing.T) {
 }
 
 func TestNormalizeLegacyCollect(t *testing.T) {
-	evs, err := normalize(t, readClient(t, "netlify-build-legacy-collect.json"), Legacy, Track)
+	evs, err := normalize(t, testkit.ClientPayload(t, "netlify-build-legacy-collect.json"), Legacy, Track)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +97,7 @@ func TestNormalizeLegacyCollect(t *testing.T) {
 	if e.Field("meta") == nil || e.Field("options") == nil {
 		t.Error("unknown fields meta and options must be kept")
 	}
-	evs, err = normalize(t, readClient(t, "netlify-build-legacy-identify.json"), Legacy, Identify)
+	evs, err = normalize(t, testkit.ClientPayload(t, "netlify-build-legacy-identify.json"), Legacy, Identify)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +110,7 @@ func TestNormalizeLegacyCollect(t *testing.T) {
 }
 
 func TestNormalizeAnalyticsNodeBatch(t *testing.T) {
-	body := readClient(t, "analytics-node-batch.json")
+	body := testkit.ClientPayload(t, "analytics-node-batch.json")
 	r, err := DecodeRequest(body, Batch, "", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -248,7 +239,7 @@ func TestNumericUserID(t *testing.T) {
 }
 
 func TestLibraryFromHeaders(t *testing.T) {
-	r, _ := DecodeRequest(readClient(t, "netlify-build-legacy-collect.json"), Legacy, Track, 0)
+	r, _ := DecodeRequest(testkit.ClientPayload(t, "netlify-build-legacy-collect.json"), Legacy, Track, 0)
 	evs, err := (&Normalizer{}).Normalize(r, Meta{ReceivedAt: received, LibraryName: "NETLIFY_CI", LibraryVersion: "4.1.0"})
 	if err != nil {
 		t.Fatal(err)

@@ -9,8 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -26,6 +24,7 @@ import (
 
 	"github.com/buildtelemetry/pipeline/event"
 	"github.com/buildtelemetry/pipeline/internal/corpus"
+	"github.com/buildtelemetry/pipeline/internal/testkit"
 	"github.com/buildtelemetry/pipeline/processor"
 )
 
@@ -358,15 +357,6 @@ func records(t testing.TB, raws [][]byte, per, first int) []processor.Record {
 	return out
 }
 
-func readClient(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "clients", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // wantOnce checks that every deploy ID arrived exactly once.
 func wantOnce(t *testing.T, srv *server, raws [][]byte) {
 	t.Helper()
@@ -389,7 +379,7 @@ func wantOnce(t *testing.T, srv *server, raws [][]byte) {
 func TestNetlifyBuildPayloadValidates(t *testing.T) {
 	srv := newServer(t)
 	s := newSink(t, srv, Config{})
-	raw := normalized(t, readClient(t, "netlify-build-track.json"))
+	raw := normalized(t, testkit.ClientPayload(t, "netlify-build-track.json"))
 	msgs, err := s.Validate(context.Background(), parseAll(t, [][]byte{raw}))
 	if err != nil {
 		t.Fatal(err)
@@ -523,7 +513,7 @@ func TestValidateReportsMessages(t *testing.T) {
 			t.Errorf("warning %v, want the event name at warn", l.ContextMap())
 		}
 	}
-	if got := gather(t, reg)[`sink_ga4_validation_messages_total{code="VALUE_INVALID",sink="ga4"}`]; got != float64(want) {
+	if got := testkit.Counters(t, reg)[`sink_ga4_validation_messages_total{code="VALUE_INVALID",sink="ga4"}`]; got != float64(want) {
 		t.Errorf("validation messages metric = %v, want %d", got, want)
 	}
 }
@@ -771,7 +761,7 @@ func TestMetrics(t *testing.T) {
 	if err := w.Write(context.Background(), records(t, append(raws, identify), 11, 1)); err != nil {
 		t.Fatal(err)
 	}
-	got := gather(t, reg)
+	got := testkit.Counters(t, reg)
 	for name, want := range map[string]float64{
 		`sink_ga4_requests_total{code="204",sink="ga4"}`:            10,
 		`sink_ga4_events_sent_total{sink="ga4"}`:                    10,
@@ -787,24 +777,6 @@ func TestMetrics(t *testing.T) {
 }
 
 // gather returns every counter of reg as name{labels} -> value.
-func gather(t testing.TB, reg *prometheus.Registry) map[string]float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
-			}
-			out[mf.GetName()+"{"+strings.Join(labels, ",")+"}"] = m.GetCounter().GetValue()
-		}
-	}
-	return out
-}
 
 func TestNewValidatesConfig(t *testing.T) {
 	for _, tc := range []struct {

@@ -1,18 +1,16 @@
 package s3
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
-	"strconv"
 	"sync"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+
+	"github.com/buildtelemetry/pipeline/internal/testkit/mems3"
 )
 
 // fakeS3 is an S3API whose behaviour each test sets. An unset function
@@ -47,112 +45,12 @@ func (f *fakeS3) AbortMultipartUpload(ctx context.Context, in *awss3.AbortMultip
 	return f.abortMultipartUpload(ctx, in)
 }
 
-// memS3 is a fakeS3 backed by a map of one bucket's objects, with S3's
-// semantics for what the sink uses: overwrites, multipart uploads
-// assembled in part-number order, S3's minimum part size, and bodies that
-// must be seekable (as the SDK needs them over plain http).
-type memS3 struct {
-	fakeS3
-	mu      sync.Mutex
-	objects map[string][]byte
-	meta    map[string]string // key -> Content-Type
-	uploads map[string]map[int32][]byte
-	nextID  int
-}
-
-func newMemS3() *memS3 {
-	m := &memS3{objects: map[string][]byte{}, meta: map[string]string{}, uploads: map[string]map[int32][]byte{}}
-	read := func(body io.Reader) ([]byte, error) {
-		if _, ok := body.(io.Seeker); !ok {
-			return nil, errors.New("fake s3: body is not seekable")
-		}
-		return io.ReadAll(body)
-	}
-	m.putObject = func(_ context.Context, in *awss3.PutObjectInput) (*awss3.PutObjectOutput, error) {
-		b, err := read(in.Body)
-		if err != nil {
-			return nil, err
-		}
-		if in.ContentLength == nil || *in.ContentLength != int64(len(b)) {
-			return nil, fmt.Errorf("fake s3: content length %v, body %d bytes", in.ContentLength, len(b))
-		}
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		m.objects[*in.Key] = b
-		m.meta[*in.Key] = aws.ToString(in.ContentType)
-		return &awss3.PutObjectOutput{}, nil
-	}
-	m.createMultipartUpload = func(_ context.Context, in *awss3.CreateMultipartUploadInput) (*awss3.CreateMultipartUploadOutput, error) {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		m.nextID++
-		id := strconv.Itoa(m.nextID) + "\x00" + *in.Key
-		m.uploads[id] = map[int32][]byte{}
-		m.meta[*in.Key] = aws.ToString(in.ContentType)
-		return &awss3.CreateMultipartUploadOutput{UploadId: aws.String(id)}, nil
-	}
-	m.uploadPart = func(_ context.Context, in *awss3.UploadPartInput) (*awss3.UploadPartOutput, error) {
-		b, err := read(in.Body)
-		if err != nil {
-			return nil, err
-		}
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		parts, ok := m.uploads[*in.UploadId]
-		if !ok {
-			return nil, errors.New("fake s3: NoSuchUpload")
-		}
-		parts[*in.PartNumber] = b
-		return &awss3.UploadPartOutput{ETag: aws.String(fmt.Sprintf(`"%d"`, *in.PartNumber))}, nil
-	}
-	m.completeMultipartUpload = func(_ context.Context, in *awss3.CompleteMultipartUploadInput) (*awss3.CompleteMultipartUploadOutput, error) {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		parts, ok := m.uploads[*in.UploadId]
-		if !ok {
-			return nil, errors.New("fake s3: NoSuchUpload")
-		}
-		var body []byte
-		for i, p := range in.MultipartUpload.Parts {
-			b, ok := parts[*p.PartNumber]
-			if !ok || *p.PartNumber != int32(i+1) {
-				return nil, fmt.Errorf("fake s3: InvalidPart %d", *p.PartNumber)
-			}
-			if i < len(in.MultipartUpload.Parts)-1 && len(b) < minPartSize {
-				return nil, fmt.Errorf("fake s3: EntityTooSmall: part %d is %d bytes", *p.PartNumber, len(b))
-			}
-			body = append(body, b...)
-		}
-		delete(m.uploads, *in.UploadId)
-		m.objects[*in.Key] = body
-		return &awss3.CompleteMultipartUploadOutput{}, nil
-	}
-	m.abortMultipartUpload = func(_ context.Context, in *awss3.AbortMultipartUploadInput) (*awss3.AbortMultipartUploadOutput, error) {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		delete(m.uploads, *in.UploadId)
-		return &awss3.AbortMultipartUploadOutput{}, nil
-	}
-	return m
-}
-
-// snapshot returns a copy of every object, by key.
-func (m *memS3) snapshot() map[string][]byte {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make(map[string][]byte, len(m.objects))
-	for k, v := range m.objects {
-		out[k] = bytes.Clone(v)
-	}
-	return out
-}
-
-// openUploads returns the number of multipart uploads neither completed
-// nor aborted.
-func (m *memS3) openUploads() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.uploads)
+// newMemS3 returns a bucket in memory with S3's rules for what the sink
+// uses, the least part size the sink's own (which tests lower).
+func newMemS3() *mems3.Bucket {
+	b := mems3.New()
+	b.MinPartSize, b.RequireContentLength = minPartSize, true
+	return b
 }
 
 // hookS3 wraps an S3API: before, when set, runs before every call and

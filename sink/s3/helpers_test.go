@@ -19,6 +19,7 @@ import (
 
 	"github.com/buildtelemetry/pipeline/event"
 	"github.com/buildtelemetry/pipeline/internal/corpus"
+	"github.com/buildtelemetry/pipeline/internal/testkit/mems3"
 	"github.com/buildtelemetry/pipeline/processor"
 )
 
@@ -31,7 +32,7 @@ type target struct {
 	// objects returns every object of the bucket, by key.
 	objects func(t testing.TB) map[string][]byte
 	// mem is the fake behind api, nil for s3rver.
-	mem *memS3
+	mem *mems3.Bucket
 }
 
 // newTarget returns a fresh target for one test.
@@ -39,7 +40,7 @@ type newTarget func(t *testing.T) *target
 
 func memTarget(t *testing.T) *target {
 	m := newMemS3()
-	return &target{api: &hookS3{api: m}, bucket: "mem", mem: m, objects: func(testing.TB) map[string][]byte { return m.snapshot() }}
+	return &target{api: &hookS3{api: m}, bucket: "mem", mem: m, objects: func(testing.TB) map[string][]byte { return m.Objects() }}
 }
 
 const (

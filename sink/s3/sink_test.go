@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
-
 	"github.com/buildtelemetry/pipeline/processor"
 )
 
@@ -154,10 +152,12 @@ func TestClassify(t *testing.T) {
 // A missing bucket is permanent: the processor parks at once instead of
 // retrying for its whole budget.
 func TestPermanentUploadError(t *testing.T) {
-	m := newMemS3()
-	m.putObject = func(context.Context, *awss3.PutObjectInput) (*awss3.PutObjectOutput, error) {
-		return nil, &apiError{404, "NoSuchBucket"}
-	}
+	m := &hookS3{api: newMemS3(), before: func(op, _ string) error {
+		if op == "PutObject" {
+			return &apiError{404, "NoSuchBucket"}
+		}
+		return nil
+	}}
 	s, err := New(m, Config{Bucket: "b"})
 	if err != nil {
 		t.Fatal(err)

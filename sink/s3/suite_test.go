@@ -77,7 +77,7 @@ func testEventsOnce(t *testing.T, nt newTarget) {
 		}
 	}
 	if tg.mem != nil {
-		for k, ct := range tg.mem.meta {
+		for k, ct := range tg.mem.ContentTypes() {
 			if ct != ContentType {
 				t.Errorf("%s: Content-Type %q, want %q", k, ct, ContentType)
 			}
@@ -371,8 +371,8 @@ func testMultipart(t *testing.T, nt newTarget) {
 		t.Errorf("%s is %d bytes, want over the threshold", key, len(objects[key]))
 	}
 	wantOnce(t, eventLines(t, objects), append(ids(small), ids(recs)...))
-	if tg.mem != nil && tg.mem.openUploads() != 0 {
-		t.Errorf("%d multipart uploads left open", tg.mem.openUploads())
+	if tg.mem != nil && tg.mem.OpenUploads() != 0 {
+		t.Errorf("%d multipart uploads left open", tg.mem.OpenUploads())
 	}
 }
 

@@ -10,8 +10,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +26,7 @@ import (
 
 	"github.com/buildtelemetry/pipeline/event"
 	"github.com/buildtelemetry/pipeline/internal/corpus"
+	"github.com/buildtelemetry/pipeline/internal/testkit"
 	"github.com/buildtelemetry/pipeline/processor"
 	"github.com/buildtelemetry/pipeline/processor/kclproc"
 	pt "github.com/buildtelemetry/pipeline/processor/processortest"
@@ -661,7 +660,7 @@ func TestPayloadAsSegmentExpects(t *testing.T) {
 	var clock time.Time
 	s.now = func() time.Time { return clock }
 	w := open(t, s)
-	raw := normalized(t, readClient(t, "netlify-build-track.json"))
+	raw := normalized(t, testkit.ClientPayload(t, "netlify-build-track.json"))
 	recs := records(t, [][]byte{raw}, 1, 1)
 	clock = time.Date(2026, 11, 27, 13, 0, 1, 0, time.UTC)
 	if err := w.Write(context.Background(), recs); err == nil {
@@ -725,7 +724,7 @@ func TestMetrics(t *testing.T) {
 	if err := w.Write(context.Background(), records(t, raws, 11, 1)); !errors.As(err, &pe) {
 		t.Fatalf("got %v, want the big event failed", err)
 	}
-	got := gather(t, reg)
+	got := testkit.Counters(t, reg)
 	for name, want := range map[string]float64{
 		`sink_segment_requests_total{code="200",sink="segment"}`:                2,
 		`sink_segment_events_sent_total{sink="segment"}`:                        10,
@@ -745,33 +744,6 @@ func TestMetrics(t *testing.T) {
 }
 
 // gather returns every sample of reg as name{labels} -> value.
-func gather(t testing.TB, reg *prometheus.Registry) map[string]float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
-			}
-			out[mf.GetName()+"{"+strings.Join(labels, ",")+"}"] = m.GetCounter().GetValue()
-		}
-	}
-	return out
-}
-
-func readClient(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "clients", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 // TestThroughProcessor runs the sink under the real processor: a 429
 // with Retry-After delays the retry at least that long and every event
