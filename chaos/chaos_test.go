@@ -458,7 +458,7 @@ func TestChaos(t *testing.T) {
 		os.RemoveAll(logDir)
 	})
 
-	gatewayBin, workerBin := buildBinaries(t, t.TempDir())
+	gatewayBin, workerBin := buildBinaries(t)
 
 	// The suite's own stack, on disk (not make test's shared one).
 	dataDir := t.TempDir()

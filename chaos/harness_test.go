@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,20 +17,19 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/buildtelemetry/pipeline/internal/testkit"
 )
 
 // buildBinaries builds the gateway and the worker, without -race (the
 // load and the emulators need the CPU more than the binaries need the
-// race detector, which their own tests run), into dir.
-func buildBinaries(t *testing.T, dir string) (gateway, worker string) {
+// race detector, which their own tests run).
+func buildBinaries(t *testing.T) (gateway, worker string) {
 	t.Helper()
 	start := time.Now()
-	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "../cmd/gateway", "../cmd/worker")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build gateway and worker: %v\n%s", err, out)
-	}
+	gateway, worker = testkit.Binary(t, "../cmd/gateway", false), testkit.Binary(t, "../cmd/worker", false)
 	t.Logf("built gateway and worker in %v", time.Since(start).Round(100*time.Millisecond))
-	return filepath.Join(dir, "gateway"), filepath.Join(dir, "worker")
+	return gateway, worker
 }
 
 // proc is one child process (a gateway or worker incarnation). Its output

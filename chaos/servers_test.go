@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"sync"
@@ -100,11 +101,7 @@ func (c *idCounter) add(ids []string) {
 func (c *idCounter) snapshot() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make(map[string]int, len(c.got))
-	for k, v := range c.got {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(c.got)
 }
 
 // readBody reads a request body, gunzipping it when the client said so.

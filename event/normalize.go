@@ -290,6 +290,10 @@ func (n *Normalizer) NormalizeEach(r *Request, meta Meta) ([]*Event, []Rejection
 	return events, rejected
 }
 
+// normalizeOne checks and normalises one event of r, raw as the client
+// sent it, at idx in its batch (-1 outside one). Each step below is one
+// group of Segment's rules; the order matters only at the end: the
+// derived messageId hashes the event as the client sent it.
 func (n *Normalizer) normalizeOne(r *Request, raw json.RawMessage, idx int, meta Meta) (*Event, error) {
 	f := r.parsed
 	if f == nil || len(r.items) != 1 {
@@ -300,61 +304,92 @@ func (n *Normalizer) normalizeOne(r *Request, raw json.RawMessage, idx int, meta
 	e := &Event{Source: meta.Source}
 	delete(f, FieldWriteKey)
 	delete(f, FieldRejected) // only the gateway marks an event refused
+	if err := eventType(e, r, f, idx); err != nil {
+		return nil, err
+	}
+	if err := identity(e, f, idx); err != nil {
+		return nil, err
+	}
+	if err := objects(r, f, idx, meta); err != nil {
+		return nil, err
+	}
+	if err := timestamps(e, r, f, idx, meta); err != nil {
+		return nil, err
+	}
+	if err := n.messageID(e, f, idx, raw, meta.Source); err != nil {
+		return nil, err
+	}
+	e.fields = fieldsOf(f)
+	return e, nil
+}
 
-	// Type.
-	switch {
-	case r.shape == Single:
+// eventType sets e.Type: the path's for a single call, else the field's,
+// which a batch item must have and a legacy call may take from its path.
+func eventType(e *Event, r *Request, f map[string]json.RawMessage, idx int) error {
+	if r.shape == Single {
 		e.Type = r.typ
-	default:
+	} else {
 		s, err := optString(f, FieldType)
 		if err != nil {
-			return nil, invalid(idx, FieldType, "%v", err)
+			return invalid(idx, FieldType, "%v", err)
 		}
 		e.Type = Type(s)
 		if e.Type == "" {
 			if r.shape == Batch {
-				return nil, invalid(idx, FieldType, "missing: want one of track, identify, page, screen, group, alias")
+				return invalid(idx, FieldType, "missing: want one of track, identify, page, screen, group, alias")
 			}
 			e.Type = r.typ
 		}
 	}
 	if !e.Type.Valid() {
-		return nil, invalid(idx, FieldType, "unknown type %q: want one of track, identify, page, screen, group, alias", e.Type)
+		return invalid(idx, FieldType, "unknown type %q: want one of track, identify, page, screen, group, alias", e.Type)
 	}
 	f[FieldType] = mustJSON(string(e.Type))
+	return nil
+}
 
-	// Identity. Numbers are accepted and stored as strings, as Segment does.
+// identity sets e's user and anonymous IDs, one of which every event
+// needs, and the name its type calls for. Numbers are accepted and stored
+// as strings, as Segment does.
+func identity(e *Event, f map[string]json.RawMessage, idx int) error {
 	var err error
 	if e.UserID, err = optID(f, FieldUserID); err != nil {
-		return nil, invalid(idx, FieldUserID, "%v", err)
+		return invalid(idx, FieldUserID, "%v", err)
 	}
 	if e.AnonymousID, err = optID(f, FieldAnonymousID); err != nil {
-		return nil, invalid(idx, FieldAnonymousID, "%v", err)
+		return invalid(idx, FieldAnonymousID, "%v", err)
 	}
 	if e.UserID == "" && e.AnonymousID == "" {
-		return nil, invalid(idx, "", "missing userId and anonymousId: every event needs one")
+		return invalid(idx, "", "missing userId and anonymousId: every event needs one")
 	}
 	switch e.Type {
 	case Track:
 		if e.Name, err = optString(f, FieldEvent); err != nil {
-			return nil, invalid(idx, FieldEvent, "%v", err)
+			return invalid(idx, FieldEvent, "%v", err)
 		}
 		if e.Name == "" {
-			return nil, invalid(idx, FieldEvent, "missing: a track call needs an event name")
+			return invalid(idx, FieldEvent, "missing: a track call needs an event name")
 		}
 	case Page, Screen:
 		if e.Name, err = optString(f, FieldName); err != nil {
-			return nil, invalid(idx, FieldName, "%v", err)
+			return invalid(idx, FieldName, "%v", err)
 		}
 	case Group:
 		if _, err := optID(f, "groupId"); err != nil {
-			return nil, invalid(idx, "groupId", "%v", err)
+			return invalid(idx, "groupId", "%v", err)
 		}
 	case Alias:
 		if _, err := optID(f, "previousId"); err != nil {
-			return nil, invalid(idx, "previousId", "%v", err)
+			return invalid(idx, "previousId", "%v", err)
 		}
 	}
+	return nil
+}
+
+// objects checks the object fields (null ones are dropped), merges the
+// batch-level context and integrations under the event's own, and fills
+// in context.library and context.ip unless the client set them.
+func objects(r *Request, f map[string]json.RawMessage, idx int, meta Meta) error {
 	for _, name := range []string{FieldProperties, FieldTraits, FieldContext, FieldIntegrations} {
 		if v, ok := f[name]; ok {
 			if isNull(v) {
@@ -362,51 +397,58 @@ func (n *Normalizer) normalizeOne(r *Request, raw json.RawMessage, idx int, meta
 				continue
 			}
 			if v = bytes.TrimSpace(v); v[0] != '{' {
-				return nil, invalid(idx, name, "want an object")
+				return invalid(idx, name, "want an object")
 			}
 		}
 	}
 	if err := mergeObject(f, FieldContext, r.context); err != nil {
-		return nil, invalid(idx, FieldContext, "%v", err)
+		return invalid(idx, FieldContext, "%v", err)
 	}
 	if err := mergeObject(f, FieldIntegrations, r.integrations); err != nil {
-		return nil, invalid(idx, FieldIntegrations, "%v", err)
+		return invalid(idx, FieldIntegrations, "%v", err)
 	}
 	if meta.LibraryName != "" {
-		lib, err := json.Marshal(map[string]string{"name": meta.LibraryName, "version": meta.LibraryVersion})
-		if err != nil {
-			return nil, err
-		}
-		if err := setContextDefault(f, "library", lib); err != nil {
-			return nil, invalid(idx, FieldContext, "%v", err)
+		if err := setContextDefaultValue(f, "library", map[string]string{"name": meta.LibraryName, "version": meta.LibraryVersion}); err != nil {
+			return invalid(idx, FieldContext, "%v", err)
 		}
 	}
 	if meta.IP != "" {
-		ip, err := json.Marshal(meta.IP)
-		if err != nil {
-			return nil, err
-		}
-		if err := setContextDefault(f, "ip", ip); err != nil {
-			return nil, invalid(idx, FieldContext, "%v", err)
+		if err := setContextDefaultValue(f, "ip", meta.IP); err != nil {
+			return invalid(idx, FieldContext, "%v", err)
 		}
 	}
+	return nil
+}
 
-	// Timestamps.
+// setContextDefaultValue is setContextDefault for a Go value.
+func setContextDefaultValue(f map[string]json.RawMessage, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return setContextDefault(f, key, b)
+}
+
+// timestamps sets e.Timestamp and e.ReceivedAt and stores every time
+// field in one format. timestamp is the client's event time corrected by
+// sentAt for its clock's skew; a legacy call may carry it in
+// meta.timestamp.
+func timestamps(e *Event, r *Request, f map[string]json.RawMessage, idx int, meta Meta) error {
 	original, hasOriginal, err := optTime(f, FieldOriginalTimestamp)
 	if err != nil {
-		return nil, invalid(idx, FieldOriginalTimestamp, "%v", err)
+		return invalid(idx, FieldOriginalTimestamp, "%v", err)
 	}
 	ts, hasTS, err := optTime(f, FieldTimestamp)
 	if err != nil {
-		return nil, invalid(idx, FieldTimestamp, "%v", err)
+		return invalid(idx, FieldTimestamp, "%v", err)
 	}
 	if !hasTS && r.shape == Legacy {
 		// The analytics library puts the event time in meta.timestamp.
 		if m, ok := f["meta"]; ok && !isNull(m) && bytes.TrimSpace(m)[0] == '{' {
-			var meta map[string]json.RawMessage
-			if json.Unmarshal(m, &meta) == nil {
-				if ts, hasTS, err = optTime(meta, FieldTimestamp); err != nil {
-					return nil, invalid(idx, "meta.timestamp", "%v", err)
+			var legacyMeta map[string]json.RawMessage
+			if json.Unmarshal(m, &legacyMeta) == nil {
+				if ts, hasTS, err = optTime(legacyMeta, FieldTimestamp); err != nil {
+					return invalid(idx, "meta.timestamp", "%v", err)
 				}
 			}
 		}
@@ -420,8 +462,7 @@ func (n *Normalizer) normalizeOne(r *Request, raw json.RawMessage, idx int, meta
 	}
 	sent, hasSent, err := parseTime(sentRaw)
 	if err != nil {
-		field := FieldSentAt
-		return nil, invalid(idx, field, "%v", err)
+		return invalid(idx, FieldSentAt, "%v", err)
 	}
 	received := meta.ReceivedAt.UTC()
 	e.ReceivedAt = received
@@ -451,22 +492,29 @@ func (n *Normalizer) normalizeOne(r *Request, raw json.RawMessage, idx int, meta
 	if meta.Source != "" {
 		f[FieldSource] = mustJSON(meta.Source)
 	}
+	return nil
+}
 
-	// messageId last: the derived one hashes the event as the client sent it.
+// messageID sets e.MessageID: the client's; or, for an event that says
+// when it happened, one derived from the source and the bytes the client
+// sent, so that a client's retry of the same event collapses into it;
+// else a random one.
+func (n *Normalizer) messageID(e *Event, f map[string]json.RawMessage, idx int, raw json.RawMessage, source string) error {
+	var err error
 	if e.MessageID, err = optString(f, FieldMessageID); err != nil {
-		return nil, invalid(idx, FieldMessageID, "%v", err)
+		return invalid(idx, FieldMessageID, "%v", err)
 	}
+	_, hasOriginal := f[FieldOriginalTimestamp]
 	switch {
 	case len(e.MessageID) > MaxMessageIDLen:
-		return nil, invalid(idx, FieldMessageID, "%d characters, over the limit of %d", len(e.MessageID), MaxMessageIDLen)
+		return invalid(idx, FieldMessageID, "%d characters, over the limit of %d", len(e.MessageID), MaxMessageIDLen)
 	case e.MessageID == "" && hasOriginal:
-		e.MessageID = derivedID(meta.Source, raw)
+		e.MessageID = derivedID(source, raw)
 	case e.MessageID == "":
 		e.MessageID = n.newID()
 	}
 	f[FieldMessageID] = mustJSON(e.MessageID)
-	e.fields = fieldsOf(f)
-	return e, nil
+	return nil
 }
 
 func (n *Normalizer) newID() string {

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,43 +22,15 @@ import (
 
 // startGateway runs the gateway binary on a fresh stream with extra
 // environment, waits for /readyz and returns its base URL and output.
-func startGateway(t *testing.T, bin string, extra ...string) (string, *testkit.Buffer) {
+func startGateway(t *testing.T, extra ...string) (string, *testkit.Buffer) {
 	t.Helper()
 	s := devstack.ForTest(t)
 	stream := devstack.UniqueName(t, "hard")
 	if err := s.CreateStream(context.Background(), stream, 1); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
-	logs := &testkit.Buffer{}
-	cmd := exec.Command(bin)
-	cmd.Env = append(append(s.Endpoints().ChildEnv(),
-		"KINESIS_STREAM="+stream, "GATEWAY_ADDR="+addr, "GATEWAY_METRICS_ADDR="+freeAddr(t)), extra...)
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("gateway output:\n%s", lastLines(logs.String(), 20))
-		}
-	})
-	url := "http://" + addr
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		resp, err := http.Get(url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return url, logs
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway not ready: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	_, url, logs := startGatewayProc(t, append(append(s.Endpoints().ChildEnv(), "KINESIS_STREAM="+stream), extra...)...)
+	return url, logs
 }
 
 func post(t *testing.T, url, key string) (int, http.Header, string) {
@@ -80,7 +51,7 @@ func post(t *testing.T, url, key string) (int, http.Header, string) {
 // before it held its connection for as long as it liked; a client that
 // sends promptly on the next connection is served.
 func TestSlowBodyCutOff(t *testing.T) {
-	url, _ := startGateway(t, buildGateway(t), "GATEWAY_WRITE_KEYS=k=test", "GATEWAY_BODY_TIMEOUT=2s")
+	url, _ := startGateway(t, "GATEWAY_WRITE_KEYS=k=test", "GATEWAY_BODY_TIMEOUT=2s")
 	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -124,8 +95,8 @@ wait:
 // and answers requests 503 with Retry-After; /readyz never carries an
 // upstream error.
 func TestKinesisDownStaysReady(t *testing.T) {
-	dead := freeAddr(t) // nothing listens there
-	url, logs := startGateway(t, buildGateway(t), "GATEWAY_WRITE_KEYS=k=test", "AWS_ENDPOINT_URL_KINESIS=http://"+dead,
+	dead := "127.0.0.1:1" // tcpmux: nothing listens there
+	url, logs := startGateway(t, "GATEWAY_WRITE_KEYS=k=test", "AWS_ENDPOINT_URL_KINESIS=http://"+dead,
 		"GATEWAY_RETRY_TIMEOUT=1s", "GATEWAY_ACK_TIMEOUT=3s")
 	code, hdr, body := post(t, url, "k")
 	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" {
@@ -154,7 +125,7 @@ func TestWriteKeysReload(t *testing.T) {
 	if err := os.WriteFile(file, []byte("old-key=ci\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	url, _ := startGateway(t, buildGateway(t), "GATEWAY_WRITE_KEYS_FILE="+file, "GATEWAY_WRITE_KEYS_RELOAD=100ms")
+	url, _ := startGateway(t, "GATEWAY_WRITE_KEYS_FILE="+file, "GATEWAY_WRITE_KEYS_RELOAD=100ms")
 	if code, _, body := post(t, url, "old-key"); code != 200 {
 		t.Fatalf("old key before rotation: %d %s", code, body)
 	}

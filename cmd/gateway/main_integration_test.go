@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,39 +26,31 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(devstack.Main(m)) }
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
 // buildGateway builds the gateway with -race once per test binary.
-func buildGateway(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "gateway-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "gateway")
-		if out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("build gateway: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+func buildGateway(t *testing.T) string { return testkit.Binary(t, ".", true) }
 
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+// startGatewayProc starts the gateway binary with env on ports the kernel
+// picks, reads from its log where it listens, waits until it is ready and
+// returns its base URL and output. The test's cleanup kills it; a test
+// that stops it itself waits for it.
+func startGatewayProc(t *testing.T, env ...string) (*exec.Cmd, string, *testkit.Buffer) {
+	t.Helper()
+	logs := &testkit.Buffer{}
+	cmd := exec.Command(buildGateway(t))
+	cmd.Env = append(env, "GATEWAY_ADDR=127.0.0.1:0", "GATEWAY_METRICS_ADDR=127.0.0.1:0")
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("gateway output:\n%s", lastLines(logs.String(), 20))
+		}
+	})
+	url := "http://" + testkit.LoggedField(t, logs, "gateway listening", "addr", 20*time.Second)
+	waitReady(t, url, logs)
+	return cmd, url, logs
 }
 
 // TestSIGTERMLosesNothingAcknowledged sends events from many clients while
@@ -72,28 +63,15 @@ func TestSIGTERMLosesNothingAcknowledged(t *testing.T) {
 	if err := s.CreateStream(ctx, stream, 4); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
-	logs := &testkit.Buffer{}
-	cmd := exec.Command(buildGateway(t))
-	cmd.Env = append(s.Endpoints().ChildEnv(),
+	cmd, url, logs := startGatewayProc(t, append(s.Endpoints().ChildEnv(),
 		"KINESIS_STREAM="+stream,
-		"GATEWAY_ADDR="+addr,
-		"GATEWAY_METRICS_ADDR="+freeAddr(t),
 		"GATEWAY_WRITE_KEYS=k=test",
 		// A longer linger keeps more events buffered at the moment of
 		// SIGTERM, which is the case worth testing.
 		"GATEWAY_LINGER=50ms",
-	)
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	)...)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	defer cmd.Process.Kill()
-
-	url := "http://" + addr
-	waitReady(t, url, logs)
 
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("k:"))
 	var (

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +20,6 @@ import (
 	"github.com/buildtelemetry/pipeline/internal/devstack"
 	"github.com/buildtelemetry/pipeline/internal/devstack/limits"
 	"github.com/buildtelemetry/pipeline/internal/streamread"
-	"github.com/buildtelemetry/pipeline/internal/testkit"
 )
 
 // TestThrottledStreamAnswers429: clients send twice what a 2-shard stream
@@ -45,20 +43,9 @@ func TestThrottledStreamAnswers429(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lim.Close()
-	addr := freeAddr(t)
-	logs := &testkit.Buffer{}
-	cmd := exec.Command(buildGateway(t))
-	cmd.Env = append(s.Endpoints().ChildEnv(),
+	_, url, logs := startGatewayProc(t, append(s.Endpoints().ChildEnv(),
 		"AWS_ENDPOINT_URL_KINESIS="+lim.KinesisURL,
-		"KINESIS_STREAM="+stream, "GATEWAY_ADDR="+addr, "GATEWAY_METRICS_ADDR="+freeAddr(t),
-		"GATEWAY_WRITE_KEYS=k=test")
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	url := "http://" + addr
-	waitReady(t, url, logs)
+		"KINESIS_STREAM="+stream, "GATEWAY_WRITE_KEYS=k=test")...)
 
 	// Capacity: 2 × 52 KB/s at what an event takes in the stream.
 	const clients, perBatch = 16, 10

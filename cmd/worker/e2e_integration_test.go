@@ -8,11 +8,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,20 +81,7 @@ func (s *segmentServer) setDown(down bool) {
 func (s *segmentServer) received() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]int, len(s.got))
-	for k, v := range s.got {
-		out[k] = v
-	}
-	return out
-}
-
-func buildGateway(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "gateway")
-	if out, err := exec.Command("go", "build", "-race", "-o", bin, "../gateway").CombinedOutput(); err != nil {
-		t.Fatalf("build gateway: %v\n%s", err, out)
-	}
-	return bin
+	return maps.Clone(s.got)
 }
 
 // startGateway runs the gateway binary on e's stream with the write keys
@@ -103,14 +89,8 @@ func buildGateway(t *testing.T) string {
 // and its output; the test's cleanup stops it.
 func startGateway(t *testing.T, e *env, keys string) (string, *testkit.Buffer) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	gw := exec.Command(buildGateway(t))
-	gw.Env = append(e.s.Endpoints().ChildEnv(), "KINESIS_STREAM="+e.stream, "GATEWAY_ADDR="+addr,
+	gw := exec.Command(testkit.Binary(t, "../gateway", true))
+	gw.Env = append(e.s.Endpoints().ChildEnv(), "KINESIS_STREAM="+e.stream, "GATEWAY_ADDR=127.0.0.1:0",
 		"GATEWAY_METRICS_ADDR=127.0.0.1:0", "GATEWAY_WRITE_KEYS="+keys)
 	logs := &testkit.Buffer{}
 	gw.Stdout, gw.Stderr = logs, logs
@@ -124,6 +104,7 @@ func startGateway(t *testing.T, e *env, keys string) (string, *testkit.Buffer) {
 			t.Logf("gateway logs:\n%s", tail(logs.String(), 20))
 		}
 	})
+	addr := testkit.LoggedField(t, logs, "gateway listening", "addr", 30*time.Second)
 	waitFor(t, "gateway ready", 30*time.Second, func() bool {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err != nil {

@@ -24,11 +24,7 @@ func plainWorkerBin(t *testing.T) string {
 	if bin := os.Getenv("TEST_WORKER_BIN"); bin != "" {
 		return bin // another build, to compare
 	}
-	bin := filepath.Join(t.TempDir(), "worker")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build worker: %v\n%s", err, out)
-	}
-	return bin
+	return testkit.Binary(t, ".", false)
 }
 
 // vmHWM returns a process's peak resident set in MB.

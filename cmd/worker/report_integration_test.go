@@ -70,10 +70,7 @@ func TestCountsPageMatchesTable(t *testing.T) {
 	e := newEnv(t, 2)
 	table := e.app + "-counts"
 	e.startWorker("report", "DYNAMODB_COUNTS_TABLE="+table, "DYNAMODB_COUNT_FLUSH_INTERVAL=200ms")
-	devstackBin := filepath.Join(t.TempDir(), "devstack")
-	if out, err := exec.Command("go", "build", "-o", devstackBin, "../devstack").CombinedOutput(); err != nil {
-		t.Fatalf("build devstack: %v\n%s", err, out)
-	}
+	devstackBin := testkit.Binary(t, "../devstack", false)
 	childEnv := append(e.s.Endpoints().ChildEnv(), "KINESIS_STREAM="+e.stream, "DYNAMODB_COUNTS_TABLE="+table)
 	send := exec.Command(devstackBin, "send", "-n", "3000", "-days", "10", "-seed", "7")
 	send.Env = childEnv

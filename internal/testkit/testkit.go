@@ -5,7 +5,10 @@ package testkit
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -67,4 +70,28 @@ func DailyTables(page string) map[string][][]string {
 		}
 	}
 	return out
+}
+
+// LoggedField waits until a child process's zap JSON output in logs has a
+// line whose msg is msg and returns that line's field, failing the test
+// after timeout. Tests start binaries on port 0 and read the address the
+// binary logs, rather than guess a free port that another process could
+// take before the child listens.
+func LoggedField(t testing.TB, logs fmt.Stringer, msg, field string, timeout time.Duration) string {
+	t.Helper()
+	var v string
+	WaitFor(t, fmt.Sprintf("log line %q with %s", msg, field), timeout, func() bool {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			var m map[string]any
+			if !strings.Contains(line, msg) || json.Unmarshal([]byte(line), &m) != nil || m["msg"] != msg {
+				continue
+			}
+			if s, ok := m[field].(string); ok {
+				v = s
+				return true
+			}
+		}
+		return false
+	})
+	return v
 }

@@ -6,6 +6,7 @@ package processortest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strconv"
 	"sync"
 	"time"
@@ -81,11 +82,7 @@ func (s *Sink) Open(ctx context.Context, shard processor.Shard) (processor.Write
 func (s *Sink) Delivered() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]int, len(s.got))
-	for k, v := range s.got {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.got)
 }
 
 // Calls returns the number of Write and Flush calls that reached Fail.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -92,11 +93,7 @@ func (s *server) violationsSeen() []string {
 func (s *server) received() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]int, len(s.got))
-	for k, v := range s.got {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.got)
 }
 
 // seen returns the bodies received and the size of the largest.
