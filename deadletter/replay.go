@@ -188,35 +188,12 @@ func replayLetter(ctx context.Context, store *Store, sink processor.Sink, key st
 			_ = w.Close()
 		}
 	}()
-
-	rejected := map[int]error{} // by entry index
-	total := b.events()
-	if err := w.Write(ctx, b.recs); err != nil {
-		var pe *processor.PartialError
-		if !errors.As(err, &pe) {
-			res.Err = fmt.Errorf("write records: %w", err)
+	rejected, writeFailed, err := deliver(ctx, w, b, &l)
+	if err != nil {
+		res.Err = err
+		if writeFailed {
 			res.Events = keepUndelivered(ctx, store, key, l, b, w)
-			return res
 		}
-		for _, f := range pe.Failed {
-			i, ok := b.entryOf(f)
-			if !ok {
-				// Without knowing which event failed, no entry can be
-				// dropped safely: keep the whole letter.
-				res.Err = fmt.Errorf("write records: partial error names an event not written: %w", err)
-				return res
-			}
-			rejected[i] = f.Err
-		}
-		l.Error = err.Error()
-	}
-	if err := w.Flush(ctx); err != nil {
-		res.Err = fmt.Errorf("flush writer: %w", err)
-		return res
-	}
-	last := b.recs[len(b.recs)-1].SequenceNumber
-	if d := w.Durable(); processor.CompareSeq(d, last) < 0 {
-		res.Err = fmt.Errorf("flush writer: sink reports durable up to %q, want %s", d, last)
 		return res
 	}
 	closed = true
@@ -224,15 +201,52 @@ func replayLetter(ctx context.Context, store *Store, sink processor.Sink, key st
 		res.Err = fmt.Errorf("close writer: %w", err)
 		return res
 	}
-	res.Events, res.Rejected = total-len(rejected), len(rejected)
+	res.Events, res.Rejected = b.events()-len(rejected), len(rejected)
+	res.Deleted, res.Err = settle(ctx, store, key, l, b, rejected)
+	return res
+}
 
+// deliver writes b's records to w and flushes them, and returns the
+// events the sink can never take, by entry index (their cause is also
+// noted in l.Error). writeFailed reports that Write itself failed, which
+// a writer that knows what it delivered lets the caller narrow down.
+func deliver(ctx context.Context, w processor.Writer, b batch, l *processor.Letter) (rejected map[int]error, writeFailed bool, err error) {
+	rejected = map[int]error{}
+	if err := w.Write(ctx, b.recs); err != nil {
+		var pe *processor.PartialError
+		if !errors.As(err, &pe) {
+			return nil, true, fmt.Errorf("write records: %w", err)
+		}
+		for _, f := range pe.Failed {
+			i, ok := b.entryOf(f)
+			if !ok {
+				// Without knowing which event failed, no entry can be
+				// dropped safely: keep the whole letter.
+				return nil, false, fmt.Errorf("write records: partial error names an event not written: %w", err)
+			}
+			rejected[i] = f.Err
+		}
+		l.Error = err.Error()
+	}
+	if err := w.Flush(ctx); err != nil {
+		return nil, false, fmt.Errorf("flush writer: %w", err)
+	}
+	last := b.recs[len(b.recs)-1].SequenceNumber
+	if d := w.Durable(); processor.CompareSeq(d, last) < 0 {
+		return nil, false, fmt.Errorf("flush writer: sink reports durable up to %q, want %s", d, last)
+	}
+	return rejected, false, nil
+}
+
+// settle deletes the letter at key once every event in it was delivered,
+// or rewrites it with only the entries left: those the sink rejected
+// (with their cause) and those no record could be built for.
+func settle(ctx context.Context, store *Store, key string, l processor.Letter, b batch, rejected map[int]error) (deleted bool, err error) {
 	if len(b.skipped) == 0 && len(rejected) == 0 {
 		if err := store.Delete(ctx, key); err != nil {
-			res.Err = err
-			return res
+			return false, err
 		}
-		res.Deleted = true
-		return res
+		return true, nil
 	}
 	keep := l
 	keep.Entries = nil
@@ -249,13 +263,12 @@ func replayLetter(ctx context.Context, store *Store, sink processor.Sink, key st
 	if k, err := store.Key(keep); err != nil || k != key {
 		// The identity comes from key itself, so this cannot happen; if it
 		// did, parking would write a second object beside this one.
-		res.Err = fmt.Errorf("rewrite letter: identity gives key %q (%v)", k, err)
-		return res
+		return false, fmt.Errorf("rewrite letter: identity gives key %q (%v)", k, err)
 	}
 	if err := store.Park(ctx, keep); err != nil {
-		res.Err = fmt.Errorf("rewrite letter: %w", err)
+		return false, fmt.Errorf("rewrite letter: %w", err)
 	}
-	return res
+	return false, nil
 }
 
 // keepUndelivered rewrites a letter whose re-drive failed part way into a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"html/template"
 	"io"
 	"net"
 	"net/http"
@@ -28,12 +29,11 @@ type runConfig struct {
 	gatewayAddr string
 	metricsAddr string
 	devKey      string
+	workers     int
 }
 
-// runRun implements `devstack run`, the body of `make run`: the emulators,
-// the stream and bucket, the gateway as a child process, and instructions.
-// It runs until SIGINT/SIGTERM, then stops the children gracefully.
-func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// parseRunFlags reads `devstack run`'s flags.
+func parseRunFlags(args []string, stderr io.Writer) (runConfig, error) {
 	fs := flag.NewFlagSet("devstack run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c runConfig
@@ -45,11 +45,27 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&c.gatewayAddr, "gateway-addr", "127.0.0.1:8080", "gateway listen address")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9090", "gateway metrics address")
 	fs.StringVar(&c.devKey, "dev-key", "dev-write-key", "write key the local gateway accepts (source \"local\")")
+	fs.IntVar(&c.workers, "workers", 2, "workers sharing the stream's shards (worker-N: health on port 8080+N, metrics on 9090+N)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			return c, err
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return c, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if c.shards < 1 || c.workers < 1 || c.workers > 9 {
+		return c, fmt.Errorf("%w: -shards %d and -workers %d: want at least one shard and 1 to 9 workers", errUsage, c.shards, c.workers)
+	}
+	return c, nil
+}
+
+// runRun implements `devstack run`, the body of `make run`: the emulators,
+// the stream and bucket, the gateway and the workers as child processes,
+// and instructions. It runs until SIGINT/SIGTERM, then stops the children
+// gracefully; it stops too, saying why, when any of them exits.
+func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c, err := parseRunFlags(args, stderr)
+	if err != nil {
+		return err
 	}
 	for _, addr := range []string{c.gatewayAddr, c.metricsAddr} {
 		ln, err := net.Listen("tcp", addr)
@@ -91,7 +107,39 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer os.Remove(envFile)
 
-	gw, err := startChild(filepath.Join(c.binDir, "gateway"), filepath.Join(c.runDir, "gateway.log"), append(env,
+	children, err := c.startChildren(ctx, env, stderr)
+	for _, ch := range children {
+		defer ch.stop(stderr)
+	}
+	if err != nil {
+		return err
+	}
+	if err := c.printBanner(stdout, s, envFile); err != nil {
+		return err
+	}
+	exited := make(chan *child, len(children))
+	for _, ch := range children {
+		go func() {
+			<-ch.done
+			exited <- ch
+		}()
+	}
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(stderr, "devstack: stopping")
+		return nil
+	case ch := <-exited:
+		return fmt.Errorf("%s exited: %v (see %s)", ch.name, ch.err, ch.logPath)
+	case <-s.Done():
+		return fmt.Errorf("emulators exited (see %s)", emuLog.Name())
+	}
+}
+
+// startChildren starts the gateway, then c.workers workers, each once the
+// one before is ready, and returns those it started, in that order, for
+// the caller to stop.
+func (c runConfig) startChildren(ctx context.Context, env []string, stderr io.Writer) ([]*child, error) {
+	gw, err := startChild("gateway", filepath.Join(c.binDir, "gateway"), filepath.Join(c.runDir, "gateway.log"), append(env,
 		"GATEWAY_ADDR="+c.gatewayAddr,
 		"GATEWAY_METRICS_ADDR="+c.metricsAddr,
 		"GATEWAY_WRITE_KEYS="+c.devKey+"=local",
@@ -99,97 +147,106 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		"GATEWAY_DRAIN_DELAY=0s",
 	))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer gw.stop(stderr)
+	children := []*child{gw}
 	if err := waitHTTP(ctx, "http://"+c.gatewayAddr+"/readyz", 30*time.Second, gw); err != nil {
-		return fmt.Errorf("gateway did not become ready (see %s): %w", filepath.Join(c.runDir, "gateway.log"), err)
+		return children, fmt.Errorf("gateway did not become ready (see %s): %w", gw.logPath, err)
 	}
-
-	// Two workers share the stream's shards. The file sink shows every
+	// The workers share the stream's shards. The file sink shows every
 	// delivered event locally; sinks that need credentials are passed
 	// through from the caller's environment and are off without them.
-	eventsFile := filepath.Join(c.runDir, "events.ndjson")
-	var workers []*child
-	for i := 1; i <= 2; i++ {
+	for i := 1; i <= c.workers; i++ {
 		wenv := append(append([]string(nil), env...),
 			fmt.Sprintf("WORKER_ID=worker-%d", i),
 			fmt.Sprintf("WORKER_HEALTH_ADDR=127.0.0.1:%d", 8080+i),
 			fmt.Sprintf("WORKER_METRICS_ADDR=127.0.0.1:%d", 9090+i),
 			"WORKER_APP=telemetry-worker",
 			"DEADLETTER_BUCKET="+c.bucket,
-			"SINK_FILE_PATH="+eventsFile,
+			"SINK_FILE_PATH="+c.eventsFile(),
 			// Small buffers so that objects show up within seconds.
 			"S3_BUFFER_INTERVAL=5s",
 			"S3_BUFFER_BYTES=1048576",
 		)
 		wenv = append(wenv, passThrough(os.Environ())...)
-		w, err := startChild(filepath.Join(c.binDir, "worker"), filepath.Join(c.runDir, fmt.Sprintf("worker-%d.log", i)), wenv, "run")
+		name := fmt.Sprintf("worker-%d", i)
+		w, err := startChild(name, filepath.Join(c.binDir, "worker"), filepath.Join(c.runDir, name+".log"), wenv, "run")
 		if err != nil {
-			return err
+			return children, err
 		}
-		defer w.stop(stderr)
-		workers = append(workers, w)
+		children = append(children, w)
 	}
-	for i, w := range workers {
+	for i, w := range children[1:] {
 		if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", 8081+i), 30*time.Second, w); err != nil {
-			return fmt.Errorf("worker-%d did not become ready (see %s): %w", i+1, filepath.Join(c.runDir, fmt.Sprintf("worker-%d.log", i+1)), err)
+			return children, fmt.Errorf("%s did not become ready (see %s): %w", w.name, w.logPath, err)
 		}
 	}
+	return children, nil
+}
 
-	fmt.Fprintf(stdout, `
+func (c runConfig) eventsFile() string { return filepath.Join(c.runDir, "events.ndjson") }
+
+// banner is what `make run` prints once the stack is up.
+var banner = template.Must(template.New("banner").Parse(`
 Local stack is up (Ctrl-C stops it).
-  Kinesis   %s   stream %q, %d shards
-  DynamoDB  %s   lease table "telemetry-worker"
-  S3        %s   bucket %q (dead letters under deadletter/)
-  gateway   http://%s  (metrics http://%s/metrics)
-  workers   worker-1 (health :8081, metrics :9091), worker-2 (health :8082, metrics :9092)
-  logs      %s/*.log
+  Kinesis   {{.Kinesis}}   stream "{{.Stream}}", {{.Shards}} shards
+  DynamoDB  {{.DynamoDB}}   lease table "telemetry-worker"
+  S3        {{.S3}}   bucket "{{.Bucket}}" (dead letters under deadletter/)
+  gateway   http://{{.GatewayAddr}}  (metrics http://{{.MetricsAddr}}/metrics)
+  workers   {{.Workers}}
+  logs      {{.RunDir}}/*.log
 
-Send an event (write key %q):
-  curl -sS -u %s: -H 'Content-Type: application/json' http://%s/v1/track \
-    -d '{"userId":"buildbot_user","event":"build:ci_build_process_completed","timestamp":%d,"properties":{"buildVersion":"29.50.1","nodeVersion":"v20.14.0","status":"success"}}'
+Send an event (write key "{{.DevKey}}"):
+  curl -sS -u {{.DevKey}}: -H 'Content-Type: application/json' http://{{.GatewayAddr}}/v1/track \
+    -d '{"userId":"buildbot_user","event":"build:ci_build_process_completed","timestamp":{{.NowMillis}},"properties":{"buildVersion":"29.50.1","nodeVersion":"v20.14.0","status":"success"}}'
 
 See what arrived:
-  tail -f %[14]s                          # every event the workers delivered (file sink)
-  source %[15]s && %[16]s/worker tail       # the raw stream, decoded
-  source %[15]s && %[16]s/devstack s3       # S3 objects (gzip NDJSON, Athena layout); -cat prints them
-  source %[15]s && %[16]s/worker counts     # build-version adoption from DynamoDB (or: make counts)
+  tail -f {{.EventsFile}}                          # every event the workers delivered (file sink)
+  source {{.EnvFile}} && {{.BinDir}}/worker tail       # the raw stream, decoded
+  source {{.EnvFile}} && {{.BinDir}}/devstack s3       # S3 objects (gzip NDJSON, Athena layout); -cat prints them
+  source {{.EnvFile}} && {{.BinDir}}/worker counts     # build-version adoption from DynamoDB (or: make counts)
 
 Fill it with a month of realistic builds and draw the adoption charts:
-  source %[15]s && %[16]s/devstack send -n 20000 -days 30
+  source {{.EnvFile}} && {{.BinDir}}/devstack send -n 20000 -days 30
   make report                               # writes .run/report.html (open it in a browser)
 
 Sinks:
-%[17]s
-Limits: %[18]s
-`, s.Endpoints().Kinesis, c.stream, c.shards, s.Endpoints().DynamoDB, s.Endpoints().S3, c.bucket,
-		c.gatewayAddr, c.metricsAddr, c.runDir, c.devKey, c.devKey, c.gatewayAddr, time.Now().UnixMilli(),
-		eventsFile, envFile, c.binDir, sinkStatus(os.Getenv), limitsStatus(s))
+{{.Sinks}}
+Limits: {{.Limits}}
+`))
 
-	select {
-	case <-ctx.Done():
-		fmt.Fprintln(stderr, "devstack: stopping")
-		return nil
-	case <-gw.done:
-		return fmt.Errorf("gateway exited: %v (see %s)", gw.err, filepath.Join(c.runDir, "gateway.log"))
-	case <-workers[0].done:
-		return fmt.Errorf("worker-1 exited: %v (see %s)", workers[0].err, filepath.Join(c.runDir, "worker-1.log"))
-	case <-workers[1].done:
-		return fmt.Errorf("worker-2 exited: %v (see %s)", workers[1].err, filepath.Join(c.runDir, "worker-2.log"))
-	case <-s.Done():
-		return fmt.Errorf("emulators exited (see %s)", emuLog.Name())
+// printBanner prints the banner for the running stack.
+func (c runConfig) printBanner(w io.Writer, s *devstack.Stack, envFile string) error {
+	var workers []string
+	for i := 1; i <= c.workers; i++ {
+		workers = append(workers, fmt.Sprintf("worker-%d (health :%d, metrics :%d)", i, 8080+i, 9090+i))
 	}
+	return banner.Execute(w, bannerData{
+		Stream: c.stream, Shards: c.shards, Bucket: c.bucket, GatewayAddr: c.gatewayAddr, MetricsAddr: c.metricsAddr,
+		RunDir: c.runDir, DevKey: c.devKey, BinDir: c.binDir, EventsFile: c.eventsFile(), EnvFile: envFile,
+		Kinesis: s.Endpoints().Kinesis, DynamoDB: s.Endpoints().DynamoDB, S3: s.Endpoints().S3,
+		Workers: strings.Join(workers, ", "), NowMillis: time.Now().UnixMilli(), Sinks: sinkStatus(os.Getenv), Limits: limitsStatus(s),
+	})
+}
+
+// bannerData is what the banner shows.
+type bannerData struct {
+	Stream, Bucket, GatewayAddr, MetricsAddr, RunDir, DevKey, BinDir, EventsFile, EnvFile string
+	Kinesis, DynamoDB, S3, Workers, Sinks, Limits                                         string
+	Shards                                                                                int
+	NowMillis                                                                             int64
 }
 
 // child is a process started by devstack run.
 type child struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	name    string
+	logPath string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	err     error
 }
 
-func startChild(path, logPath string, env []string, args ...string) (*child, error) {
+func startChild(name, path, logPath string, env []string, args ...string) (*child, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("create log: %w", err)
@@ -204,7 +261,7 @@ func startChild(path, logPath string, env []string, args ...string) (*child, err
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", path, err)
 	}
-	c := &child{cmd: cmd, done: make(chan struct{})}
+	c := &child{name: name, logPath: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		c.err = cmd.Wait()
 		logf.Close()

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -153,8 +154,111 @@ func runWorker(args []string, getenv func(string) string) error {
 		return err
 	}
 	kcladapter.RouteLogrus(log.Named("kcl"))
+	kcfg := kclConfig(cfg, log, kclMetrics)
+	// The library's GetRecords batches are held undecoded until the
+	// processor returns: their bytes get a budget of their own, the same
+	// size as the decoded one.
+	readLimit := &kcladapter.ReadLimit{Budget: budget, Shards: func() int { return len(factory.Shards()) }, MinInterval: cfg.ReadInterval}
+	kclKinesis := kinesis.NewFromConfig(clients.cfg, readLimit.Option(), kcladapter.HideAggregates())
+	w := kclworker.NewWorker(factory, kcfg).WithKinesis(kclKinesis).WithCheckpointer(cp)
 
-	// The library's own credentials are unused: we hand it our clients.
+	// One balance pass before the library's first tick, so that its
+	// first acquisitions already respect this worker's share.
+	if err := cp.Balance(ctx); err != nil {
+		log.Warn("first balance pass", zap.Error(err))
+	}
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start KCL worker: %w", err)
+	}
+	bg := &background{}
+	defer bg.stop()
+	if cfg.RedriveInterval > 0 {
+		rd := &deadletter.Redriver{Store: dlq, Sinks: sinks, Stream: cfg.Stream, Healthy: factory.SinkHealthy,
+			Shards: factory.Shards, Owns: cp.Holds, Interval: cfg.RedriveInterval, Log: log.Named("redrive")}
+		if err := rd.Register(reg); err != nil {
+			return err
+		}
+		bg.start(ctx, func(ctx context.Context) { _ = rd.Run(ctx) })
+	}
+	// The retention watch and the balance stop first on shutdown.
+	if err := watchRetention(bg.start(ctx, func(ctx context.Context) { _ = cp.Run(ctx) }), clients.kinesis, cfg.Stream, reg, log); err != nil {
+		return err
+	}
+	ready.Store(true)
+	log.Info("worker started", zap.String("stream", cfg.Stream), zap.String("lease_table", cfg.LeaseTable),
+		zap.Int("sinks", len(sinks)), zap.String("health_addr", health.Addr), zap.String("metrics_addr", metrics.Addr))
+
+	sigc := make(chan os.Signal, 2)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
+	sig := <-sigc
+	log.Info("shutting down", zap.String("signal", sig.String()))
+	ready.Store(false)
+	go func() {
+		<-sigc
+		log.Warn("second signal, exiting without a graceful shutdown")
+		os.Exit(1)
+	}()
+	// Leave the balance first: no more claims or acquisitions, and the
+	// other workers count this one out at once, so they take its shards
+	// as the library releases them below.
+	bg.stop()
+	if err := cp.Deregister(context.WithoutCancel(ctx)); err != nil {
+		log.Warn("deregister; the others count this worker out when its heartbeat expires", zap.Error(err))
+	}
+	releaseLeases(w, cfg.ShutdownTimeout, log)
+	factory.Close()
+	return nil
+}
+
+// background runs the worker's loops beside the library's (re-drive,
+// balance, retention watch) and stops them together.
+type background struct {
+	cancels []context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// start runs f in a goroutine under a context of its own, which it
+// returns, cancelled by stop.
+func (b *background) start(ctx context.Context, f func(context.Context)) context.Context {
+	ctx, cancel := context.WithCancel(ctx)
+	b.cancels = append(b.cancels, cancel)
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		f(ctx)
+	}()
+	return ctx
+}
+
+// stop cancels every loop and waits until each returned; it may be
+// called again.
+func (b *background) stop() {
+	for _, cancel := range b.cancels {
+		cancel()
+	}
+	b.wg.Wait()
+}
+
+// releaseLeases shuts the library down, bounded by timeout because its
+// Shutdown has none: each shard finishes its batch, flushes its sinks,
+// checkpoints and releases its lease.
+func releaseLeases(w *kclworker.Worker, timeout time.Duration, log *zap.Logger) {
+	done := make(chan struct{})
+	go func() {
+		w.Shutdown()
+		close(done)
+	}()
+	select {
+	case <-done:
+		log.Info("worker stopped: leases released")
+	case <-time.After(timeout):
+		log.Error("shutdown timed out; leases will expire instead", zap.Duration("timeout", timeout))
+	}
+}
+
+// kclConfig is the library's configuration. Its own credentials are
+// unused: we hand it our clients.
+func kclConfig(cfg runConfig, log *zap.Logger, m *kcladapter.Metrics) *kclcfg.KinesisClientLibConfiguration {
 	kcfg := kclcfg.NewKinesisClientLibConfigWithCredential(cfg.App, cfg.Stream, cfg.Region, cfg.WorkerID,
 		credentials.NewStaticCredentialsProvider("unused", "unused", "")).
 		WithTableName(cfg.LeaseTable).
@@ -173,83 +277,11 @@ func runWorker(args []string, getenv func(string) string) error {
 		// shard without a final checkpoint.
 		WithLeaseStealing(false).
 		WithLogger(kcladapter.NewLogger(log.Named("kcl"))).
-		WithMonitoringService(kclMetrics)
+		WithMonitoringService(m)
 	if cfg.MaxLeases > 0 {
 		kcfg = kcfg.WithMaxLeasesForWorker(cfg.MaxLeases)
 	}
-	// The library's GetRecords batches are held undecoded until the
-	// processor returns: their bytes get a budget of their own, the same
-	// size as the decoded one.
-	readLimit := &kcladapter.ReadLimit{Budget: budget, Shards: func() int { return len(factory.Shards()) }, MinInterval: cfg.ReadInterval}
-	kclKinesis := kinesis.NewFromConfig(clients.cfg, readLimit.Option(), kcladapter.HideAggregates())
-	w := kclworker.NewWorker(factory, kcfg).WithKinesis(kclKinesis).WithCheckpointer(cp)
-
-	// One balance pass before the library's first tick, so that its
-	// first acquisitions already respect this worker's share.
-	if err := cp.Balance(ctx); err != nil {
-		log.Warn("first balance pass", zap.Error(err))
-	}
-	if err := w.Start(); err != nil {
-		return fmt.Errorf("start KCL worker: %w", err)
-	}
-	redriveCtx, stopRedrive := context.WithCancel(ctx)
-	defer stopRedrive()
-	if cfg.RedriveInterval > 0 {
-		rd := &deadletter.Redriver{Store: dlq, Sinks: sinks, Stream: cfg.Stream, Healthy: factory.SinkHealthy,
-			Shards: factory.Shards, Owns: cp.Holds, Interval: cfg.RedriveInterval, Log: log.Named("redrive")}
-		if err := rd.Register(reg); err != nil {
-			return err
-		}
-		go func() { _ = rd.Run(redriveCtx) }()
-	}
-	balanceCtx, stopBalance := context.WithCancel(ctx)
-	if err := watchRetention(balanceCtx, clients.kinesis, cfg.Stream, reg, log); err != nil {
-		stopBalance()
-		return err
-	}
-	balanced := make(chan struct{})
-	go func() {
-		defer close(balanced)
-		_ = cp.Run(balanceCtx)
-	}()
-	ready.Store(true)
-	log.Info("worker started", zap.String("stream", cfg.Stream), zap.String("lease_table", cfg.LeaseTable),
-		zap.Int("sinks", len(sinks)), zap.String("health_addr", health.Addr), zap.String("metrics_addr", metrics.Addr))
-
-	sigc := make(chan os.Signal, 2)
-	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
-	sig := <-sigc
-	log.Info("shutting down", zap.String("signal", sig.String()))
-	ready.Store(false)
-	go func() {
-		<-sigc
-		log.Warn("second signal, exiting without a graceful shutdown")
-		os.Exit(1)
-	}()
-	// Leave the balance first: no more claims or acquisitions, and the
-	// other workers count this one out at once, so they take its shards
-	// as the library releases them below.
-	stopRedrive()
-	stopBalance()
-	<-balanced
-	if err := cp.Deregister(context.WithoutCancel(ctx)); err != nil {
-		log.Warn("deregister; the others count this worker out when its heartbeat expires", zap.Error(err))
-	}
-	// The library's Shutdown has no timeout: each shard finishes its
-	// batch, flushes its sinks, checkpoints and releases its lease.
-	done := make(chan struct{})
-	go func() {
-		w.Shutdown()
-		close(done)
-	}()
-	select {
-	case <-done:
-		log.Info("worker stopped: leases released")
-	case <-time.After(cfg.ShutdownTimeout):
-		log.Error("shutdown timed out; leases will expire instead", zap.Duration("timeout", cfg.ShutdownTimeout))
-	}
-	factory.Close()
-	return nil
+	return kcfg
 }
 
 // buildSinks creates every configured sink. Sinks without configuration

@@ -280,69 +280,11 @@ func (w *writer) Write(ctx context.Context, recs []processor.Record) error {
 	if err != nil {
 		return err
 	}
-	var (
-		failed   []processor.FailedEvent
-		batch    []item
-		size     = w.s.overhead
-		sendable int
-	)
-	send := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		err := w.s.send(ctx, batch)
-		var se *StatusError
-		switch {
-		case err == nil:
-		case errors.As(err, &se) && (se.Code == http.StatusBadRequest || se.Code == http.StatusRequestEntityTooLarge):
-			// Segment answers 400 only for an oversize body or invalid
-			// JSON: this request can never succeed, the next ones may.
-			w.s.log.Warn("request rejected, reporting its events failed", zap.Int("events", len(batch)), zap.Error(err))
-			for _, it := range batch {
-				p.rejected = append(p.rejected, rejection{it.pos, err})
-			}
-		default:
-			return err
-		}
-		p.done = batch[len(batch)-1].pos + 1
-		batch, size = batch[:0], w.s.overhead
-		return nil
-	}
-	var buf []byte
-	pos := -1
-	for ri := range recs {
-		r := &recs[ri]
-		for ei, e := range r.Events {
-			pos++
-			start := len(buf)
-			buf = appendItem(buf, e)
-			body := buf[start:]
-			if err := w.s.check(e, len(body)); err != nil {
-				w.s.rejected.WithLabelValues(reasonOf(err)).Inc()
-				failed = append(failed, processor.FailedEvent{Record: r, Index: ei, Err: err})
-				continue
-			}
-			sendable++
-			if pos < p.done {
-				continue
-			}
-			add := len(body)
-			if len(batch) > 0 {
-				add++ // the comma
-			}
-			if len(batch) == w.s.cfg.MaxBatchEvents || size+add > w.s.cfg.MaxBatchBytes {
-				if err := send(); err != nil {
-					return err
-				}
-				add = len(body)
-			}
-			batch = append(batch, item{pos: pos, rec: ri, idx: ei, body: body})
-			size += add
-		}
-	}
-	if err := send(); err != nil {
+	items, failed := w.s.items(recs)
+	if err := w.sendItems(ctx, p, items); err != nil {
 		return err
 	}
+	sendable := len(items)
 	w.Settled(recs)
 	if len(p.rejected) > 0 && len(p.rejected) == sendable && len(failed) == 0 {
 		return processor.Permanent(p.rejected[0].err)
@@ -355,6 +297,82 @@ func (w *writer) Write(ctx context.Context, recs []processor.Record) error {
 		return &processor.PartialError{Failed: failed}
 	}
 	return nil
+}
+
+// items encodes every event of recs as a batch item, and returns those
+// Segment would take and, apart, those it would refuse.
+func (s *Sink) items(recs []processor.Record) ([]item, []processor.FailedEvent) {
+	var (
+		items  []item
+		failed []processor.FailedEvent
+		buf    []byte
+	)
+	pos := -1
+	for ri := range recs {
+		r := &recs[ri]
+		for ei, e := range r.Events {
+			pos++
+			start := len(buf)
+			buf = appendItem(buf, e)
+			body := buf[start:]
+			if err := s.check(e, len(body)); err != nil {
+				s.rejected.WithLabelValues(reasonOf(err)).Inc()
+				failed = append(failed, processor.FailedEvent{Record: r, Index: ei, Err: err})
+				continue
+			}
+			items = append(items, item{pos: pos, rec: ri, idx: ei, body: body})
+		}
+	}
+	return items, failed
+}
+
+// sendItems sends the items p has not settled yet, in as few requests as
+// Segment's limits allow, one after the other, and records in p how far
+// it got. A request answered 400 or 413 settles its events as rejected:
+// Segment answers so only for an oversize body or invalid JSON, so that
+// request can never succeed, and the next ones may. Any other failure
+// stops the Write, to be resumed by the processor's retry.
+func (w *writer) sendItems(ctx context.Context, p *progress, items []item) error {
+	var batch []item
+	size := w.s.overhead
+	send := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := w.s.send(ctx, batch)
+		var se *StatusError
+		switch {
+		case err == nil:
+		case errors.As(err, &se) && (se.Code == http.StatusBadRequest || se.Code == http.StatusRequestEntityTooLarge):
+			w.s.log.Warn("request rejected, reporting its events failed", zap.Int("events", len(batch)), zap.Error(err))
+			for _, it := range batch {
+				p.rejected = append(p.rejected, rejection{it.pos, err})
+			}
+		default:
+			return err
+		}
+		p.done = batch[len(batch)-1].pos + 1
+		batch, size = batch[:0], w.s.overhead
+		return nil
+	}
+	for _, it := range items {
+		if it.pos < p.done {
+			continue
+		}
+		add := len(it.body)
+		if len(batch) > 0 {
+			add++ // the comma
+		}
+		if len(batch) == w.s.cfg.MaxBatchEvents || size+add > w.s.cfg.MaxBatchBytes {
+			if err := send(); err != nil {
+				return err
+			}
+			add = len(it.body)
+		}
+		batch = append(batch, it)
+		size += add
+	}
+	return send()
 }
 
 // check reports why Segment would refuse e, of size bytes as sent. The
