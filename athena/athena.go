@@ -7,6 +7,7 @@
 package athena
 
 import (
+	"cmp"
 	_ "embed"
 	"strings"
 )
@@ -28,9 +29,7 @@ const ErrorPrefix = "errors/"
 // telemetry_errors, the table over the S3 sink's error output in bucket
 // under errorPrefix (its Config.ErrorPrefix; ErrorPrefix when empty).
 func ErrorsDDL(bucket, errorPrefix string) string {
-	if errorPrefix == "" {
-		errorPrefix = ErrorPrefix
-	}
+	errorPrefix = cmp.Or(errorPrefix, ErrorPrefix)
 	if !strings.HasSuffix(errorPrefix, "/") {
 		errorPrefix += "/"
 	}
@@ -52,9 +51,7 @@ const placeholderURL = "s3://" + Bucket + "/" + Prefix
 // sink writes to bucket under prefix (its Config.Prefix; Prefix when
 // empty). With Bucket and Prefix it is the file's text.
 func DDL(bucket, prefix string) string {
-	if prefix == "" {
-		prefix = Prefix
-	}
+	prefix = cmp.Or(prefix, Prefix)
 	if !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}

@@ -4,6 +4,7 @@ package chaos
 
 import (
 	"bufio"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -131,9 +132,7 @@ func behind(leases map[string]lease, lastSeq map[string]string) []string {
 		c, ok1 := new(big.Int).SetString(cp, 10)
 		l, ok2 := new(big.Int).SetString(last, 10)
 		if !ok1 || !ok2 || c.Cmp(l) < 0 {
-			if cp == "" {
-				cp = "none"
-			}
+			cp = cmp.Or(cp, "none")
 			out = append(out, fmt.Sprintf("%s (checkpoint %s, owner %q)", shard, abbrevSeq(cp), leases[shard].owner))
 		}
 	}

@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -168,27 +169,13 @@ func New(db DynamoDBAPI, shards ShardLister, cfg Config, log *zap.Logger) (*Chec
 	case cfg.MaxLeases < 0:
 		return nil, fmt.Errorf("checkpoint: Config.MaxLeases %d is negative", cfg.MaxLeases)
 	}
-	if cfg.LeaseDuration == 0 {
-		cfg.LeaseDuration = DefaultLeaseDuration
-	}
-	if cfg.CallTimeout == 0 {
-		cfg.CallTimeout = DefaultCallTimeout
-	}
-	if cfg.ShardCacheTTL == 0 {
-		cfg.ShardCacheTTL = DefaultShardCacheTTL
-	}
-	if cfg.TableWaitTimeout == 0 {
-		cfg.TableWaitTimeout = DefaultTableWaitTimeout
-	}
-	if cfg.BalanceInterval == 0 {
-		cfg.BalanceInterval = DefaultBalanceInterval
-	}
-	if cfg.WorkerTTL == 0 {
-		cfg.WorkerTTL = cfg.LeaseDuration
-	}
-	if cfg.ClaimTTL == 0 {
-		cfg.ClaimTTL = cfg.LeaseDuration
-	}
+	cfg.LeaseDuration = cmp.Or(cfg.LeaseDuration, DefaultLeaseDuration)
+	cfg.CallTimeout = cmp.Or(cfg.CallTimeout, DefaultCallTimeout)
+	cfg.ShardCacheTTL = cmp.Or(cfg.ShardCacheTTL, DefaultShardCacheTTL)
+	cfg.TableWaitTimeout = cmp.Or(cfg.TableWaitTimeout, DefaultTableWaitTimeout)
+	cfg.BalanceInterval = cmp.Or(cfg.BalanceInterval, DefaultBalanceInterval)
+	cfg.WorkerTTL = cmp.Or(cfg.WorkerTTL, cfg.LeaseDuration)
+	cfg.ClaimTTL = cmp.Or(cfg.ClaimTTL, cfg.LeaseDuration)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

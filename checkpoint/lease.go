@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -142,9 +143,7 @@ func (c *Checkpointer) acquire(shard *par.ShardStatus) error {
 	}
 	u.remove = []string{u.name("claim", attrClaimRequest), u.name("cexp", attrClaimExpiry)}
 	parent := info.parent
-	if parent == "" {
-		parent = shard.ParentShardId
-	}
+	parent = cmp.Or(parent, shard.ParentShardId)
 	if parent != "" {
 		u.set = append(u.set, u.name("p", attrParent)+" = "+u.value("p", sAttr(parent)))
 	}

@@ -81,9 +81,7 @@ func Adoption(ctx context.Context, db QueryAPI, table, dimension string, days in
 	if days < 0 || days > MaxDays {
 		return Report{}, fmt.Errorf("counts: days %d out of range 0..%d", days, MaxDays)
 	}
-	if dimension == "" {
-		dimension = DefaultDimension
-	}
+	dimension = cmp.Or(dimension, DefaultDimension)
 	if now.IsZero() {
 		return Report{}, errors.New("counts: zero time")
 	}

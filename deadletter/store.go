@@ -10,6 +10,7 @@ package deadletter
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -110,18 +111,14 @@ func New(api S3API, cfg Config) (*Store, error) {
 	if cfg.Bucket == "" {
 		return nil, errors.New("deadletter: new store: Bucket is required")
 	}
-	if cfg.Prefix == "" {
-		cfg.Prefix = DefaultPrefix
-	}
+	cfg.Prefix = cmp.Or(cfg.Prefix, DefaultPrefix)
 	if !strings.HasSuffix(cfg.Prefix, "/") {
 		cfg.Prefix += "/"
 	}
 	if cfg.ListPageSize < 0 {
 		return nil, fmt.Errorf("deadletter: new store: ListPageSize %d is negative", cfg.ListPageSize)
 	}
-	if cfg.ListPageSize == 0 {
-		cfg.ListPageSize = DefaultListPageSize
-	}
+	cfg.ListPageSize = cmp.Or(cfg.ListPageSize, DefaultListPageSize)
 	return &Store{api: api, bucket: cfg.Bucket, prefix: cfg.Prefix, pageSize: cfg.ListPageSize, now: time.Now}, nil
 }
 
@@ -182,12 +179,8 @@ func withRange(l processor.Letter) processor.Letter {
 			last = e.SequenceNumber
 		}
 	}
-	if l.FirstSeq == "" {
-		l.FirstSeq = first
-	}
-	if l.LastSeq == "" {
-		l.LastSeq = last
-	}
+	l.FirstSeq = cmp.Or(l.FirstSeq, first)
+	l.LastSeq = cmp.Or(l.LastSeq, last)
 	return l
 }
 

@@ -9,6 +9,7 @@ package event
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -284,9 +285,7 @@ func (e *Event) setFields(fields []field) error {
 	if rej := e.Field(FieldRejected); rej != nil {
 		reason, _ := objectField(rej, "reason")
 		e.Rejected, _ = scalarString(reason)
-		if e.Rejected == "" {
-			e.Rejected = RejectedInvalid
-		}
+		e.Rejected = cmp.Or(e.Rejected, RejectedInvalid)
 		e.Source = str(FieldSource)
 		return nil // a refused event has no type or identity to check
 	}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"encoding/base64"
@@ -98,9 +99,7 @@ type req struct {
 
 func do(t testing.TB, h http.Handler, r req) *httptest.ResponseRecorder {
 	t.Helper()
-	if r.method == "" {
-		r.method = http.MethodPost
-	}
+	r.method = cmp.Or(r.method, http.MethodPost)
 	var body io.Reader = strings.NewReader(r.body)
 	if r.gzip {
 		var buf bytes.Buffer
@@ -454,9 +453,7 @@ func TestClientIP(t *testing.T) {
 				t.Fatal(err)
 			}
 			body := tc.body
-			if body == "" {
-				body = `{"userId":"u","event":"e"}`
-			}
+			body = cmp.Or(body, `{"userId":"u","event":"e"}`)
 			r := httptest.NewRequest("POST", "/v1/track", strings.NewReader(body))
 			r.RemoteAddr = "192.0.2.7:41234"
 			r.Header.Set("Authorization", basic(testKey))

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -98,9 +99,7 @@ func newTestProducer(t *testing.T, api PutRecordsAPI, cfg ProducerConfig) *Produ
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.StreamName == "" {
-		cfg.StreamName = "telemetry"
-	}
+	cfg.StreamName = cmp.Or(cfg.StreamName, "telemetry")
 	p, err := NewProducer(api, enc, cfg, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatalf("NewProducer: %v", err)

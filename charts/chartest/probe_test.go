@@ -2,6 +2,7 @@ package chartest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -341,9 +342,7 @@ func (f *fakeAWS) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = json.NewDecoder(r.Body).Decode(&in)
 	service := map[string]string{"Kinesis_20131202": "kinesis", "DynamoDB_20120810": "dynamodb"}[prefix]
-	if service == "" {
-		service = "s3?" + r.Method + " " + r.URL.Path
-	}
+	service = cmp.Or(service, "s3?"+r.Method+" "+r.URL.Path)
 	f.mu.Lock()
 	f.calls[[3]string{service, op, in.StreamName + in.TableName}]++
 	f.mu.Unlock()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -171,12 +172,8 @@ func loadRunConfig(args []string, getenv func(string) string) (runConfig, error)
 	if c.DeadLetterBkt == "" {
 		errs = append(errs, errors.New("DEADLETTER_BUCKET (-dead-letter-bucket) is required: parked records need a home"))
 	}
-	if c.LeaseTable == "" {
-		c.LeaseTable = c.App
-	}
-	if c.WorkerID == "" {
-		c.WorkerID = fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano()%100000)
-	}
+	c.LeaseTable = cmp.Or(c.LeaseTable, c.App)
+	c.WorkerID = cmp.Or(c.WorkerID, fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano()%100000))
 	if _, err := parseBytes(c.MemoryLimit); err != nil {
 		errs = append(errs, fmt.Errorf("WORKER_MEMORY_LIMIT: %w", err))
 	}

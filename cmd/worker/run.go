@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -445,9 +446,7 @@ func memoryBudget(cfg runConfig, log *zap.Logger) int64 {
 	if budget == 0 && limit > 0 {
 		budget = limit / 4
 	}
-	if budget == 0 {
-		budget = kclproc.DefaultMemoryBudget
-	}
+	budget = cmp.Or(budget, kclproc.DefaultMemoryBudget)
 	log.Info("memory", zap.Int64("limit_bytes", limit), zap.Int64("gomemlimit_bytes", soft), zap.Int64("budget_bytes", budget))
 	return budget
 }

@@ -6,6 +6,7 @@
 package buildinfo
 
 import (
+	"cmp"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -32,9 +33,7 @@ type Info struct {
 // Read returns this binary's Info.
 func Read() Info {
 	info := Info{Version: version, Revision: revision, GoVersion: runtime.Version()}
-	if info.Version == "" {
-		info.Version = "devel"
-	}
+	info.Version = cmp.Or(info.Version, "devel")
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
 			switch s.Key {
@@ -45,9 +44,7 @@ func Read() Info {
 			}
 		}
 	}
-	if info.Revision == "" {
-		info.Revision = "unknown"
-	}
+	info.Revision = cmp.Or(info.Revision, "unknown")
 	return info
 }
 

@@ -1,6 +1,7 @@
 package devstack
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -37,9 +38,7 @@ func (e *NonLoopbackError) RetryableError() bool { return false }
 // non-loopback address (so no DNS lookup or connection to real AWS can happen) and
 // ignores HTTP(S)_PROXY. Endpoints are set per client (see Stack.Kinesis etc.).
 func NewAWSConfig(region string) aws.Config {
-	if region == "" {
-		region = DefaultRegion
-	}
+	region = cmp.Or(region, DefaultRegion)
 	client := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
 		tr.Proxy = nil
 		tr.DialContext = loopbackDialer(&net.Dialer{Timeout: awshttp.DefaultDialConnectTimeout, KeepAlive: awshttp.DefaultDialKeepAliveTimeout})

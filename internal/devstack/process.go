@@ -2,6 +2,7 @@ package devstack
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -123,9 +124,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	fmt.Fprintf(ignoreErrors{log}, "devstack: emulators ready in %s: kinesis %s dynamodb %s s3 %s\n",
 		time.Since(began).Round(time.Millisecond), e.Kinesis, e.DynamoDB, e.S3)
 	mode := cfg.Limits
-	if mode == "" {
-		mode = os.Getenv(EnvLimits)
-	}
+	mode = cmp.Or(mode, os.Getenv(EnvLimits))
 	var lp *limits.Proxy
 	switch mode {
 	case "", LimitsAWS:
@@ -148,9 +147,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 // findNodeDir resolves Config.NodeDir (see there) and checks that npm ci has run.
 func findNodeDir(dir string) (string, error) {
-	if dir == "" {
-		dir = os.Getenv(EnvNodeDir)
-	}
+	dir = cmp.Or(dir, os.Getenv(EnvNodeDir))
 	if dir == "" {
 		root, err := moduleRoot()
 		if err != nil {

@@ -1,6 +1,7 @@
 package devstack
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -61,9 +62,7 @@ func Main(m *testing.M) int {
 	code := m.Run()
 	if err := s.Close(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		if code == 0 {
-			code = 1
-		}
+		code = cmp.Or(code, 1)
 	}
 	return code
 }

@@ -5,6 +5,7 @@
 package envflag
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,9 +32,7 @@ func New(name string, getenv func(string) string) *Set {
 func (s *Set) String(p *string, name, env, def, usage string) {
 	s.vars = append(s.vars, env)
 	v := s.getenv(env)
-	if v == "" {
-		v = def
-	}
+	v = cmp.Or(v, def)
 	s.StringVar(p, name, v, usage+" ($"+env+")")
 }
 

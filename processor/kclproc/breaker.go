@@ -1,6 +1,7 @@
 package kclproc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"time"
@@ -34,9 +35,7 @@ type breaker struct {
 }
 
 func newBreaker(name string, cfg BreakerConfig, onChange func(from, to gobreaker.State)) *breaker {
-	if cfg.Failures == 0 {
-		cfg.Failures = DefaultBreakerFailures
-	}
+	cfg.Failures = cmp.Or(cfg.Failures, DefaultBreakerFailures)
 	if cfg.OpenTimeout <= 0 {
 		cfg.OpenTimeout = DefaultBreakerOpenTimeout
 	}

@@ -1,6 +1,7 @@
 package kclproc_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -45,16 +46,12 @@ func newHarnessWith(t *testing.T, cfg kclproc.Config, ps ...processor.Sink) *har
 			h.sinks = append(h.sinks, s)
 		}
 	}
-	if cfg.WorkerID == "" {
-		cfg.WorkerID = "w1"
-	}
+	cfg.WorkerID = cmp.Or(cfg.WorkerID, "w1")
 	cfg.Stream = "s"
 	if cfg.MinBackoff == 0 {
 		cfg.MinBackoff, cfg.MaxBackoff = time.Millisecond, 5*time.Millisecond
 	}
-	if cfg.CheckpointInterval == 0 {
-		cfg.CheckpointInterval = time.Nanosecond
-	}
+	cfg.CheckpointInterval = cmp.Or(cfg.CheckpointInterval, time.Nanosecond)
 	f, err := kclproc.NewFactory(cfg, ps, h.dlq, h.store, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)

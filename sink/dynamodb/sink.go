@@ -1,6 +1,7 @@
 package dynamodb
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -128,9 +129,7 @@ func New(db API, cfg Config, log *zap.Logger) (*Sink, error) {
 	if cfg.Table == "" {
 		return nil, errors.New("dynamodb: new sink: Table is required")
 	}
-	if cfg.Name == "" {
-		cfg.Name = DefaultName
-	}
+	cfg.Name = cmp.Or(cfg.Name, DefaultName)
 	if len(cfg.Dimensions) == 0 {
 		cfg.Dimensions = DefaultDimensions()
 	}
@@ -143,18 +142,12 @@ func New(db API, cfg Config, log *zap.Logger) (*Sink, error) {
 	if cfg.Parallelism < 0 {
 		return nil, fmt.Errorf("dynamodb: new sink: Parallelism %d is negative", cfg.Parallelism)
 	}
-	if cfg.Parallelism == 0 {
-		cfg.Parallelism = DefaultParallelism
-	}
+	cfg.Parallelism = cmp.Or(cfg.Parallelism, DefaultParallelism)
 	if cfg.FlushEvents < 0 || cfg.FlushInterval < 0 {
 		return nil, fmt.Errorf("dynamodb: new sink: FlushEvents %d and FlushInterval %s must not be negative", cfg.FlushEvents, cfg.FlushInterval)
 	}
-	if cfg.FlushEvents == 0 {
-		cfg.FlushEvents = DefaultFlushEvents
-	}
-	if cfg.FlushInterval == 0 {
-		cfg.FlushInterval = DefaultFlushInterval
-	}
+	cfg.FlushEvents = cmp.Or(cfg.FlushEvents, DefaultFlushEvents)
+	cfg.FlushInterval = cmp.Or(cfg.FlushInterval, DefaultFlushInterval)
 	if log == nil {
 		log = zap.NewNop()
 	}

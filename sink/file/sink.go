@@ -6,6 +6,7 @@ package file
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -71,15 +72,11 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.Path == "" {
 		return nil, errors.New("file: new sink: Path is required (use \"-\" for stdout)")
 	}
-	if cfg.Name == "" {
-		cfg.Name = DefaultName
-	}
+	cfg.Name = cmp.Or(cfg.Name, DefaultName)
 	if cfg.BufferBytes < 0 {
 		return nil, fmt.Errorf("file: new sink: BufferBytes %d is negative", cfg.BufferBytes)
 	}
-	if cfg.BufferBytes == 0 {
-		cfg.BufferBytes = DefaultBufferBytes
-	}
+	cfg.BufferBytes = cmp.Or(cfg.BufferBytes, DefaultBufferBytes)
 	s := &Sink{name: cfg.Name, bufSize: cfg.BufferBytes, path: cfg.Path}
 	if cfg.Path == Stdout {
 		s.out = os.Stdout

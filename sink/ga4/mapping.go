@@ -2,6 +2,7 @@ package ga4
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -104,9 +105,7 @@ func ParamName(key string) string {
 
 func legalName(s, prefix string, reserved map[string]bool, prefixes []string) string {
 	n := snake(s)
-	if n == "" {
-		n = "unnamed"
-	}
+	n = cmp.Or(n, "unnamed")
 	if !isLetter(n[0]) {
 		n = prefix + n
 	}

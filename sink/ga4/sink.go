@@ -157,9 +157,7 @@ func New(cfg Config, log *zap.Logger) (*Sink, error) {
 	if cfg.Concurrency < 0 {
 		return nil, fmt.Errorf("ga4: new sink: Concurrency %d is negative", cfg.Concurrency)
 	}
-	if cfg.Concurrency == 0 {
-		cfg.Concurrency = DefaultConcurrency
-	}
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, DefaultConcurrency)
 	if cfg.SharedUserIDs == nil {
 		cfg.SharedUserIDs = DefaultSharedUserIDs
 	}

@@ -32,6 +32,7 @@
 package s3
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -183,9 +184,7 @@ func New(api S3API, cfg Config) (*Sink, error) {
 	if cfg.Bucket == "" {
 		return nil, errors.New("s3: new sink: Bucket is required")
 	}
-	if cfg.Name == "" {
-		cfg.Name = DefaultName
-	}
+	cfg.Name = cmp.Or(cfg.Name, DefaultName)
 	cfg.Prefix = dirPrefix(cfg.Prefix, DefaultPrefix)
 	cfg.ErrorPrefix = dirPrefix(cfg.ErrorPrefix, DefaultErrorPrefix)
 	if strings.HasPrefix(cfg.Prefix, cfg.ErrorPrefix) || strings.HasPrefix(cfg.ErrorPrefix, cfg.Prefix) {
@@ -219,9 +218,7 @@ func New(api S3API, cfg Config) (*Sink, error) {
 	if cfg.BufferInterval < 0 {
 		return nil, fmt.Errorf("s3: new sink: BufferInterval %v is negative", cfg.BufferInterval)
 	}
-	if cfg.BufferInterval == 0 {
-		cfg.BufferInterval = DefaultBufferInterval
-	}
+	cfg.BufferInterval = cmp.Or(cfg.BufferInterval, DefaultBufferInterval)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -230,9 +227,7 @@ func New(api S3API, cfg Config) (*Sink, error) {
 
 // dirPrefix returns p, or def when empty, ending with "/".
 func dirPrefix(p, def string) string {
-	if p == "" {
-		p = def
-	}
+	p = cmp.Or(p, def)
 	if !strings.HasSuffix(p, "/") {
 		p += "/"
 	}

@@ -2,6 +2,7 @@ package segment
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -292,9 +293,7 @@ func ids(raws [][]byte) []string {
 func newSink(t testing.TB, srv *server, cfg Config) *Sink {
 	t.Helper()
 	cfg.Endpoint = srv.URL
-	if cfg.WriteKey == "" {
-		cfg.WriteKey = testKey
-	}
+	cfg.WriteKey = cmp.Or(cfg.WriteKey, testKey)
 	s, err := New(cfg, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)

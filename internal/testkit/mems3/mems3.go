@@ -9,6 +9,7 @@ package mems3
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -157,9 +158,7 @@ func (b *Bucket) CompleteMultipartUpload(_ context.Context, in *s3.CompleteMulti
 		return nil, errors.New("mems3: NoSuchUpload")
 	}
 	minPart := b.MinPartSize
-	if minPart == 0 {
-		minPart = DefaultMinPartSize
-	}
+	minPart = cmp.Or(minPart, DefaultMinPartSize)
 	var body []byte
 	for i, p := range in.MultipartUpload.Parts {
 		part, ok := parts[*p.PartNumber]
