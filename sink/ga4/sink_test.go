@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,8 +22,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/buildtelemetry/pipeline/event"
-	"github.com/buildtelemetry/pipeline/internal/corpus"
 	"github.com/buildtelemetry/pipeline/internal/testkit"
+	"github.com/buildtelemetry/pipeline/internal/testkit/sinktest"
 	"github.com/buildtelemetry/pipeline/processor"
 )
 
@@ -308,51 +307,11 @@ func open(t testing.TB, s *Sink) processor.Writer {
 	return w
 }
 
-// normalized returns a client payload as the gateway stores it.
-func normalized(t testing.TB, body []byte) []byte {
-	t.Helper()
-	req, err := event.DecodeRequest(body, event.Single, event.Track, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	evs, err := (&event.Normalizer{}).Normalize(req, event.Meta{Source: "netlify-build", ReceivedAt: mapNow})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return evs[0].AppendJSON(nil)
-}
-
-func corpusEvents(t testing.TB, n int) [][]byte {
-	t.Helper()
-	g := corpus.NewNetlify(42)
-	out := make([][]byte, n)
-	for i := range out {
-		out[i] = normalized(t, g.NextJSON())
-	}
-	return out
-}
-
 func parseAll(t testing.TB, raws [][]byte) []*event.Event {
 	t.Helper()
 	out := make([]*event.Event, len(raws))
 	for i, raw := range raws {
 		out[i] = parse(t, string(raw))
-	}
-	return out
-}
-
-// records packs raw events into records of per events, with sequence
-// numbers from first.
-func records(t testing.TB, raws [][]byte, per, first int) []processor.Record {
-	t.Helper()
-	var out []processor.Record
-	for i := 0; i < len(raws); i += per {
-		r := processor.Record{SequenceNumber: strconv.Itoa(first + len(out))}
-		for _, raw := range raws[i:min(i+per, len(raws))] {
-			r.Events = append(r.Events, parse(t, string(raw)))
-			r.Raw = append(r.Raw, raw)
-		}
-		out = append(out, r)
 	}
 	return out
 }
@@ -828,4 +787,16 @@ func BenchmarkGA4Sink(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
+}
+
+// normalized returns a client payload as the gateway stores it.
+func normalized(t testing.TB, body []byte) []byte { return sinktest.Stored(t, body, mapNow) }
+
+// corpusEvents returns n normalised Netlify Build events.
+func corpusEvents(t testing.TB, n int) [][]byte { return sinktest.NetlifyEvents(t, n, mapNow) }
+
+// records packs raw events into records of per events, with sequence
+// numbers from first.
+func records(t testing.TB, raws [][]byte, per, first int) []processor.Record {
+	return sinktest.Pack(t, raws, per, first)
 }

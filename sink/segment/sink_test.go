@@ -27,8 +27,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/buildtelemetry/pipeline/event"
-	"github.com/buildtelemetry/pipeline/internal/corpus"
 	"github.com/buildtelemetry/pipeline/internal/testkit"
+	"github.com/buildtelemetry/pipeline/internal/testkit/sinktest"
 	"github.com/buildtelemetry/pipeline/processor"
 	"github.com/buildtelemetry/pipeline/processor/kclproc"
 	pt "github.com/buildtelemetry/pipeline/processor/processortest"
@@ -223,51 +223,6 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 	}
 	answer(w, http.StatusOK, "")
-}
-
-// normalized returns a client payload as the gateway stores it.
-func normalized(t testing.TB, body []byte) []byte {
-	t.Helper()
-	req, err := event.DecodeRequest(body, event.Single, event.Track, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	evs, err := (&event.Normalizer{}).Normalize(req, event.Meta{Source: "netlify-build", ReceivedAt: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return evs[0].AppendJSON(nil)
-}
-
-// corpusEvents returns n normalised Netlify Build events.
-func corpusEvents(t testing.TB, n int) [][]byte {
-	t.Helper()
-	g := corpus.NewNetlify(42)
-	out := make([][]byte, n)
-	for i := range out {
-		out[i] = normalized(t, g.NextJSON())
-	}
-	return out
-}
-
-// records packs raw events into records of per events, with sequence
-// numbers from first.
-func records(t testing.TB, raws [][]byte, per, first int) []processor.Record {
-	t.Helper()
-	var out []processor.Record
-	for i := 0; i < len(raws); i += per {
-		r := processor.Record{SequenceNumber: strconv.Itoa(first + len(out))}
-		for _, raw := range raws[i:min(i+per, len(raws))] {
-			e, err := event.Parse(raw)
-			if err != nil {
-				t.Fatalf("parse %s: %v", raw, err)
-			}
-			r.Events = append(r.Events, e)
-			r.Raw = append(r.Raw, raw)
-		}
-		out = append(out, r)
-	}
-	return out
 }
 
 // tiny returns n small valid events with messageIds prefix-i, of at least
@@ -849,4 +804,20 @@ func BenchmarkSegmentSink(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*5000)/b.Elapsed().Seconds(), "events/s")
+}
+
+// normalized returns a client payload as the gateway stores it.
+func normalized(t testing.TB, body []byte) []byte {
+	return sinktest.Stored(t, body, time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
+}
+
+// corpusEvents returns n normalised Netlify Build events.
+func corpusEvents(t testing.TB, n int) [][]byte {
+	return sinktest.NetlifyEvents(t, n, time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
+}
+
+// records packs raw events into records of per events, with sequence
+// numbers from first.
+func records(t testing.TB, raws [][]byte, per, first int) []processor.Record {
+	return sinktest.Pack(t, raws, per, first)
 }
