@@ -6,6 +6,7 @@ package gateway
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -123,26 +124,20 @@ type route struct {
 
 // NewHandler returns the gateway's HTTP handler writing to w.
 func NewHandler(w EventWriter, cfg Config, log *zap.Logger) (*Handler, error) {
-	if cfg.MaxEventBytes <= 0 {
-		cfg.MaxEventBytes = DefaultMaxEventBytes
+	if cfg.MaxEventBytes < 0 || cfg.MaxRequestBytes < 0 || cfg.TrustedProxies < 0 || cfg.KeyRate < 0 || cfg.KeyBurst < 0 {
+		return nil, fmt.Errorf("configure handler: MaxEventBytes %d, MaxRequestBytes %d, TrustedProxies %d, KeyRate %g and KeyBurst %d must not be negative",
+			cfg.MaxEventBytes, cfg.MaxRequestBytes, cfg.TrustedProxies, cfg.KeyRate, cfg.KeyBurst)
 	}
-	if cfg.MaxRequestBytes <= 0 {
-		cfg.MaxRequestBytes = DefaultMaxRequestBytes
+	if cfg.AckTimeout < 0 || cfg.RetryAfter < 0 || cfg.BodyTimeout < 0 {
+		return nil, fmt.Errorf("configure handler: AckTimeout %v, RetryAfter %v and BodyTimeout %v must not be negative", cfg.AckTimeout, cfg.RetryAfter, cfg.BodyTimeout)
 	}
-	if cfg.AckTimeout <= 0 {
-		cfg.AckTimeout = DefaultAckTimeout
-	}
-	if cfg.RetryAfter <= 0 {
-		cfg.RetryAfter = DefaultRetryAfter
-	}
+	cfg.MaxEventBytes = cmp.Or(cfg.MaxEventBytes, DefaultMaxEventBytes)
+	cfg.MaxRequestBytes = cmp.Or(cfg.MaxRequestBytes, DefaultMaxRequestBytes)
+	cfg.AckTimeout = cmp.Or(cfg.AckTimeout, DefaultAckTimeout)
+	cfg.RetryAfter = cmp.Or(cfg.RetryAfter, DefaultRetryAfter)
+	cfg.BodyTimeout = cmp.Or(cfg.BodyTimeout, DefaultBodyTimeout)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
-	}
-	if cfg.BodyTimeout <= 0 {
-		cfg.BodyTimeout = DefaultBodyTimeout
-	}
-	if cfg.TrustedProxies < 0 || cfg.KeyRate < 0 || cfg.KeyBurst < 0 {
-		return nil, fmt.Errorf("configure handler: TrustedProxies %d, KeyRate %g and KeyBurst %d must not be negative", cfg.TrustedProxies, cfg.KeyRate, cfg.KeyBurst)
 	}
 	h := &Handler{cfg: cfg, w: w, log: log, mux: http.NewServeMux(), metrics: newHandlerMetrics(cfg.Registerer)}
 	for _, reason := range []string{event.RejectedInvalid, event.RejectedTooLarge} {

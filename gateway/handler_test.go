@@ -553,3 +553,20 @@ func TestWriteKeys(t *testing.T) {
 		t.Error("a handler with no keys and no legacy source must be refused")
 	}
 }
+
+// A negative setting is an error naming it, not a silent default.
+func TestNewHandlerRefusesNegativeSettings(t *testing.T) {
+	for name, cfg := range map[string]Config{
+		"MaxEventBytes": {MaxEventBytes: -1},
+		"AckTimeout":    {AckTimeout: -time.Second},
+		"BodyTimeout":   {BodyTimeout: -time.Second},
+		"KeyRate":       {KeyRate: -1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg.WriteKeys = map[string]string{testKey: "s"}
+			if _, err := NewHandler(&fakeWriter{}, cfg, zap.NewNop()); err == nil || !strings.Contains(err.Error(), name) {
+				t.Errorf("NewHandler: %v, want an error naming %s", err, name)
+			}
+		})
+	}
+}

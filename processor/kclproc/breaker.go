@@ -36,9 +36,7 @@ type breaker struct {
 
 func newBreaker(name string, cfg BreakerConfig, onChange func(from, to gobreaker.State)) *breaker {
 	cfg.Failures = cmp.Or(cfg.Failures, DefaultBreakerFailures)
-	if cfg.OpenTimeout <= 0 {
-		cfg.OpenTimeout = DefaultBreakerOpenTimeout
-	}
+	cfg.OpenTimeout = cmp.Or(cfg.OpenTimeout, DefaultBreakerOpenTimeout) // NewFactory refused a negative one
 	st := gobreaker.Settings{
 		Name:        name,
 		MaxRequests: 1,

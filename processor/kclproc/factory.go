@@ -1,6 +1,7 @@
 package kclproc
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"sync"
@@ -59,25 +60,30 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-func (c *Config) setDefaults() {
-	if c.CallTimeout <= 0 {
-		c.CallTimeout = DefaultCallTimeout
+// setDefaults fills in the defaults of the settings left zero, and
+// refuses negative ones.
+func (c *Config) setDefaults() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"CallTimeout", c.CallTimeout}, {"RetryBudget", c.RetryBudget}, {"MinBackoff", c.MinBackoff},
+		{"MaxBackoff", c.MaxBackoff}, {"CheckpointInterval", c.CheckpointInterval}, {"Breaker.OpenTimeout", c.Breaker.OpenTimeout},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("create processor factory: %s %v is negative", d.name, d.v)
+		}
 	}
-	if c.RetryBudget <= 0 {
-		c.RetryBudget = DefaultRetryBudget
+	if c.MemoryBudget < 0 {
+		return fmt.Errorf("create processor factory: MemoryBudget %d is negative", c.MemoryBudget)
 	}
-	if c.MinBackoff <= 0 {
-		c.MinBackoff = DefaultMinBackoff
-	}
-	if c.MaxBackoff <= 0 {
-		c.MaxBackoff = DefaultMaxBackoff
-	}
-	if c.CheckpointInterval <= 0 {
-		c.CheckpointInterval = DefaultCheckpointInterval
-	}
-	if c.MemoryBudget <= 0 {
-		c.MemoryBudget = DefaultMemoryBudget
-	}
+	c.CallTimeout = cmp.Or(c.CallTimeout, DefaultCallTimeout)
+	c.RetryBudget = cmp.Or(c.RetryBudget, DefaultRetryBudget)
+	c.MinBackoff = cmp.Or(c.MinBackoff, DefaultMinBackoff)
+	c.MaxBackoff = cmp.Or(c.MaxBackoff, DefaultMaxBackoff)
+	c.CheckpointInterval = cmp.Or(c.CheckpointInterval, DefaultCheckpointInterval)
+	c.MemoryBudget = cmp.Or(c.MemoryBudget, DefaultMemoryBudget)
+	return nil
 }
 
 // sinkRuntime is a sink with what all shards share about it.
@@ -117,7 +123,9 @@ type Factory struct {
 
 // NewFactory returns a factory whose processors fan out to sinks.
 func NewFactory(cfg Config, sinks []processor.Sink, dlq processor.DeadLetters, store processor.ProgressStore, log *zap.Logger) (*Factory, error) {
-	cfg.setDefaults()
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
 	if cfg.WorkerID == "" {
 		return nil, errors.New("create processor factory: WorkerID is required")
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -422,5 +423,23 @@ func TestBreakerRecovers(t *testing.T) {
 	wantDelivered(t, s, ids("y", 2, 1, 1))
 	if got := parkedEvents(h.dlq, "s"); len(got) != 1 {
 		t.Errorf("parked %v, want only the outage's event", got)
+	}
+}
+
+// A negative setting is an error naming it, not a silent default.
+func TestNewFactoryRefusesNegativeSettings(t *testing.T) {
+	for name, cfg := range map[string]kclproc.Config{
+		"CallTimeout":         {CallTimeout: -time.Second},
+		"MinBackoff":          {MinBackoff: -time.Second},
+		"Breaker.OpenTimeout": {Breaker: kclproc.BreakerConfig{OpenTimeout: -time.Second}},
+		"MemoryBudget":        {MemoryBudget: -1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg.WorkerID = "w1"
+			_, err := kclproc.NewFactory(cfg, nil, &pt.DeadLetters{}, &pt.Store{}, zaptest.NewLogger(t))
+			if err == nil || !strings.Contains(err.Error(), name) {
+				t.Errorf("NewFactory: %v, want an error naming %s", err, name)
+			}
+		})
 	}
 }
