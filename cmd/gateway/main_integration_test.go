@@ -123,7 +123,12 @@ func TestSIGTERMLosesNothingAcknowledged(t *testing.T) {
 		}()
 	}
 
-	time.Sleep(1500 * time.Millisecond)
+	// SIGTERM under load: once a few hundred events were acknowledged.
+	testkit.WaitFor(t, "events acknowledged", 30*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked) >= 500
+	})
 	start := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

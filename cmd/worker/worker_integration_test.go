@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,6 +92,22 @@ func (e *env) startWorker(id string, extra ...string) *worker {
 		}
 	})
 	return w
+}
+
+// waitReady waits until w logged where its health server listens and
+// answers /readyz: its first balance pass wrote its heartbeat, so the
+// other workers count it in.
+func (w *worker) waitReady(t *testing.T) {
+	t.Helper()
+	addr := testkit.LoggedField(t, w.logs, "worker started", "health_addr", 60*time.Second)
+	testkit.WaitFor(t, "worker "+w.id+" ready", 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 func tail(s string, n int) string {
@@ -238,7 +255,7 @@ func TestTwoWorkersSplitFailover(t *testing.T) {
 
 	// SIGTERM b with c waiting: b releases its leases on the way out.
 	c := e.startWorker("wc")
-	time.Sleep(2 * time.Second) // c is up and ticking
+	c.waitReady(t)
 	b.cmd.Process.Signal(syscall.SIGTERM)
 	termed := time.Now()
 	select {
