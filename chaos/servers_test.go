@@ -125,11 +125,23 @@ type segmentServer struct {
 	key      string
 	ids      idCounter
 	requests atomic.Int64
-	// rejected counts requests the server refused for their shape or
-	// credentials: each is a pipeline bug, since the sink must send what
-	// Segment accepts.
+	refusals
+}
+
+// refusals counts the requests a stand-in server refused for their shape
+// or credentials: each is a pipeline bug, since the sinks must send what
+// the real API accepts.
+type refusals struct {
 	rejected atomic.Int64
 	lastBad  atomic.Value // string
+}
+
+// bad refuses a request, counting it.
+func (f *refusals) bad(w http.ResponseWriter, code int, format string, args ...any) {
+	f.rejected.Add(1)
+	msg := fmt.Sprintf(format, args...)
+	f.lastBad.Store(msg)
+	http.Error(w, msg, code)
 }
 
 func newSegmentServer(key string) (*segmentServer, error) {
@@ -137,13 +149,6 @@ func newSegmentServer(key string) (*segmentServer, error) {
 	var err error
 	s.switchableServer, err = newSwitchableServer(http.HandlerFunc(s.serveHTTP))
 	return s, err
-}
-
-func (s *segmentServer) bad(w http.ResponseWriter, code int, format string, args ...any) {
-	s.rejected.Add(1)
-	msg := fmt.Sprintf(format, args...)
-	s.lastBad.Store(msg)
-	http.Error(w, msg, code)
 }
 
 func (s *segmentServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -198,8 +203,7 @@ type ga4Server struct {
 	ids                   idCounter
 	requests              atomic.Int64
 	answered500           atomic.Int64
-	rejected              atomic.Int64
-	lastBad               atomic.Value // string
+	refusals
 }
 
 func newGA4Server(measurementID, secret string) (*ga4Server, error) {
@@ -207,13 +211,6 @@ func newGA4Server(measurementID, secret string) (*ga4Server, error) {
 	var err error
 	s.switchableServer, err = newSwitchableServer(http.HandlerFunc(s.serveHTTP))
 	return s, err
-}
-
-func (s *ga4Server) bad(w http.ResponseWriter, code int, format string, args ...any) {
-	s.rejected.Add(1)
-	msg := fmt.Sprintf(format, args...)
-	s.lastBad.Store(msg)
-	http.Error(w, msg, code)
 }
 
 func (s *ga4Server) serveHTTP(w http.ResponseWriter, r *http.Request) {

@@ -808,31 +808,21 @@ type producerMetrics struct {
 // newProducerMetrics builds the metrics; buffered reads the buffered bytes
 // when scraped, so the gauge is never behind the counter it reports.
 func newProducerMetrics(reg prometheus.Registerer, buffered func() float64) (*producerMetrics, error) {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: "gateway_producer_" + name, Help: help})
+	}
 	m := &producerMetrics{
-		events: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gateway_producer_events_written_total", Help: "Events written to Kinesis.",
-		}),
-		records: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gateway_producer_records_written_total", Help: "Kinesis records written.",
-		}),
-		bytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gateway_producer_bytes_written_total", Help: "Data and partition key bytes of the Kinesis records written.",
-		}),
+		events:  counter("events_written_total", "Events written to Kinesis."),
+		records: counter("records_written_total", "Kinesis records written."),
+		bytes:   counter("bytes_written_total", "Data and partition key bytes of the Kinesis records written."),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_producer_put_records_calls_total", Help: "PutRecords calls by outcome: ok, partial (some entries failed) or error.",
 		}, []string{"outcome"}),
-		retried: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gateway_producer_entries_retried_total", Help: "PutRecords entries sent again after a failure.",
-		}),
-		bufferFull: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gateway_producer_buffer_full_total", Help: "Writes refused because the buffer was full.",
-		}),
-		gaveUp: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gateway_producer_give_ups_total", Help: "Records given up after the retry timeout.",
-		}),
-		throttled: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gateway_producer_throttled_calls_total", Help: "PutRecords calls with entries refused by the shards' write limits; while these happen, admission follows the rate the stream takes.",
-		}),
+		retried:    counter("entries_retried_total", "PutRecords entries sent again after a failure."),
+		bufferFull: counter("buffer_full_total", "Writes refused because the buffer was full."),
+		gaveUp:     counter("give_ups_total", "Records given up after the retry timeout."),
+		throttled: counter("throttled_calls_total",
+			"PutRecords calls with entries refused by the shards' write limits; while these happen, admission follows the rate the stream takes."),
 		flushEvents: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "gateway_producer_flush_events", Help: "Events per flush (one PutRecords call and its retries).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 14),

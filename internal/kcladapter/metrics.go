@@ -66,38 +66,26 @@ func NewMetrics(reg prometheus.Registerer, namespace string) (*Metrics, error) {
 		return nil, fmt.Errorf("kcladapter: new metrics: namespace %q makes the invalid metric name %q", namespace, name)
 	}
 	shard := []string{"shard"}
+	opts := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: namespace, Subsystem: sub, Name: name, Help: help}
+	}
+	histogram := func(name, help string) prometheus.Histogram {
+		o := opts(name, help)
+		return prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: o.Namespace, Subsystem: o.Subsystem, Name: o.Name, Help: o.Help, Buckets: durationBuckets})
+	}
 	m := &Metrics{
-		records: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: sub, Name: "records_processed_total",
-			Help: "Kinesis records handed to the record processor, by shard.",
-		}, shard),
-		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: sub, Name: "bytes_processed_total",
-			Help: "Data bytes of the Kinesis records handed to the record processor, by shard.",
-		}, shard),
-		behind: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: namespace, Subsystem: sub, Name: "millis_behind_latest",
-			Help: "How far the shard's consumer is behind the tip of the stream, in milliseconds, as of its last GetRecords.",
-		}, shard),
-		leases: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace, Subsystem: sub, Name: "leases_held",
-			Help: "Shard leases this worker holds.",
-		}),
-		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: sub, Name: "lease_renewals_total",
-			Help: "Successful lease renewals, by shard.",
-		}, shard),
-		getRecords: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: namespace, Subsystem: sub, Name: "get_records_duration_seconds",
-			Help:    "Duration of a successful GetRecords call, the SDK's retries included.",
-			Buckets: durationBuckets,
-		}),
-		processRecords: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: namespace, Subsystem: sub, Name: "process_records_duration_seconds",
-			Help:    "Time the record processor took for one batch.",
-			Buckets: durationBuckets,
-		}),
-		held: map[string]bool{},
+		records: prometheus.NewCounterVec(prometheus.CounterOpts(opts("records_processed_total",
+			"Kinesis records handed to the record processor, by shard.")), shard),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts(opts("bytes_processed_total",
+			"Data bytes of the Kinesis records handed to the record processor, by shard.")), shard),
+		behind: prometheus.NewGaugeVec(prometheus.GaugeOpts(opts("millis_behind_latest",
+			"How far the shard's consumer is behind the tip of the stream, in milliseconds, as of its last GetRecords.")), shard),
+		leases: prometheus.NewGauge(prometheus.GaugeOpts(opts("leases_held", "Shard leases this worker holds."))),
+		renewals: prometheus.NewCounterVec(prometheus.CounterOpts(opts("lease_renewals_total",
+			"Successful lease renewals, by shard.")), shard),
+		getRecords:     histogram("get_records_duration_seconds", "Duration of a successful GetRecords call, the SDK's retries included."),
+		processRecords: histogram("process_records_duration_seconds", "Time the record processor took for one batch."),
+		held:           map[string]bool{},
 	}
 	var done []prometheus.Collector
 	for _, c := range []prometheus.Collector{m.records, m.bytes, m.behind, m.leases, m.renewals, m.getRecords, m.processRecords} {
