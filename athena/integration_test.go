@@ -4,12 +4,8 @@ package athena_test
 
 import (
 	"context"
-	"io"
 	"os"
 	"testing"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/buildtelemetry/pipeline/internal/devstack"
 )
@@ -24,33 +20,20 @@ func TestObjectsMatchTableS3rver(t *testing.T) {
 	if err := st.CreateBucket(context.Background(), bucket); err != nil {
 		t.Fatal(err)
 	}
-	objects, recs := writeSamples(t, st.S3(), bucket, func() map[string][]byte { return readBucket(t, st.S3(), bucket) })
+	objects, recs := writeSamples(t, st.S3(), bucket, func() map[string][]byte { return readBucket(t, st, bucket) })
 	checkObjects(t, mustParse(t, bucket), bucket, objects, recs)
 }
 
 // readBucket returns every object of a bucket, by key.
-func readBucket(t testing.TB, c *awss3.Client, bucket string) map[string][]byte {
+func readBucket(t testing.TB, st *devstack.Stack, bucket string) map[string][]byte {
 	t.Helper()
-	ctx := context.Background()
-	out := map[string][]byte{}
-	pages := awss3.NewListObjectsV2Paginator(c, &awss3.ListObjectsV2Input{Bucket: aws.String(bucket)})
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			t.Fatalf("list %s: %v", bucket, err)
-		}
-		for _, o := range page.Contents {
-			obj, err := c.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String(bucket), Key: o.Key})
-			if err != nil {
-				t.Fatalf("get %s: %v", *o.Key, err)
-			}
-			b, err := io.ReadAll(obj.Body)
-			obj.Body.Close()
-			if err != nil {
-				t.Fatalf("read %s: %v", *o.Key, err)
-			}
-			out[*o.Key] = b
-		}
+	objs, err := st.ReadBucket(context.Background(), bucket, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string][]byte, len(objs))
+	for k, o := range objs {
+		out[k] = o.Body
 	}
 	return out
 }

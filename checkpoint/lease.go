@@ -244,13 +244,7 @@ func (c *Checkpointer) checkParents(shardID string) (shardInfo, error) {
 // shards its own shard sync has seen listed. Failures are only logged: the
 // child consumer then waits as the library would.
 func (c *Checkpointer) removeAgedOutRow(shardID string) {
-	ctx, cancel := c.callCtx()
-	defer cancel()
-	_, err := c.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
-		TableName: aws.String(c.cfg.Table),
-		Key:       key(shardID),
-	})
-	if err != nil {
+	if err := c.deleteRow(shardID); err != nil {
 		c.log.Warn("remove lease row of aged-out parent", zap.String("shard", shardID), zap.Error(err))
 		return
 	}
@@ -406,17 +400,19 @@ func (c *Checkpointer) RemoveLeaseOwner(shardID string) error {
 	return nil
 }
 
+// deleteRow deletes shardID's row, whoever holds it.
+func (c *Checkpointer) deleteRow(shardID string) error {
+	ctx, cancel := c.callCtx()
+	defer cancel()
+	_, err := c.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(c.cfg.Table), Key: key(shardID)})
+	return err
+}
+
 // RemoveLeaseInfo deletes shardID's row. It implements chk.Checkpointer;
 // the library calls it when the shard has left the stream.
 func (c *Checkpointer) RemoveLeaseInfo(shardID string) error {
 	c.forget(shardID, "")
-	ctx, cancel := c.callCtx()
-	defer cancel()
-	_, err := c.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
-		TableName: aws.String(c.cfg.Table),
-		Key:       key(shardID),
-	})
-	if err != nil {
+	if err := c.deleteRow(shardID); err != nil {
 		return fmt.Errorf("checkpoint: delete lease row %s: %w", shardID, err)
 	}
 	c.log.Info("lease row removed", zap.String("shard", shardID))

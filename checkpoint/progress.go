@@ -23,18 +23,15 @@ func (c *Checkpointer) LoadProgress(ctx context.Context, shardID string) (proces
 		return processor.Progress{}, err
 	}
 	p := processor.Progress{Checkpoint: r.Checkpoint}
+	if len(r.Watermarks)+len(r.State) > 0 {
+		p.Sinks = make(map[string]processor.SinkProgress)
+	}
 	for sink, w := range r.Watermarks {
-		if p.Sinks == nil {
-			p.Sinks = make(map[string]processor.SinkProgress)
-		}
 		sp := p.Sinks[sink]
 		sp.Watermark = w
 		p.Sinks[sink] = sp
 	}
 	for sink, st := range r.State {
-		if p.Sinks == nil {
-			p.Sinks = make(map[string]processor.SinkProgress)
-		}
 		sp := p.Sinks[sink]
 		sp.State = st
 		p.Sinks[sink] = sp

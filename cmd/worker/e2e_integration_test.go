@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -21,7 +22,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/buildtelemetry/pipeline/internal/devstack"
@@ -260,25 +260,20 @@ func s3Events(t *testing.T, e *env) map[string]int {
 func s3Lines(t *testing.T, e *env, prefix string, fn func(line []byte)) {
 	t.Helper()
 	ctx := context.Background()
-	out, err := e.s.S3().ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(e.bucket), Prefix: aws.String(prefix)})
+	objs, err := e.s.ReadBucket(ctx, e.bucket, prefix, 0)
 	if err != nil {
-		return
+		return // not there yet; the caller polls
 	}
-	for _, o := range out.Contents {
-		obj, err := e.s.S3().GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(e.bucket), Key: o.Key})
+	for key, o := range objs {
+		zr, err := gzip.NewReader(bytes.NewReader(o.Body))
 		if err != nil {
-			t.Fatal(err)
-		}
-		zr, err := gzip.NewReader(obj.Body)
-		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", key, err)
 		}
 		sc := bufio.NewScanner(zr)
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
 			fn(sc.Bytes())
 		}
-		obj.Body.Close()
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -78,6 +79,43 @@ func (s *Stack) CreateBucket(ctx context.Context, name string) error {
 		return fmt.Errorf("devstack: create bucket %q: %w", name, err)
 	}
 	return nil
+}
+
+// Object is one object of a bucket as ReadBucket read it.
+type Object struct {
+	Body                         []byte
+	ContentType, ContentEncoding string
+}
+
+// ReadBucket returns every object under prefix in bucket, by key, listing
+// pageSize keys at a time (0: the server's default), so that tests also
+// walk S3's paging.
+func (s *Stack) ReadBucket(ctx context.Context, bucket, prefix string, pageSize int32) (map[string]Object, error) {
+	out := map[string]Object{}
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)}
+	if pageSize > 0 {
+		in.MaxKeys = aws.Int32(pageSize)
+	}
+	pages := s3.NewListObjectsV2Paginator(s.s3, in)
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("devstack: list s3://%s/%s: %w", bucket, prefix, err)
+		}
+		for _, o := range page.Contents {
+			obj, err := s.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: o.Key})
+			if err != nil {
+				return nil, fmt.Errorf("devstack: get s3://%s/%s: %w", bucket, aws.ToString(o.Key), err)
+			}
+			b, err := io.ReadAll(obj.Body)
+			obj.Body.Close()
+			if err != nil {
+				return nil, fmt.Errorf("devstack: read s3://%s/%s: %w", bucket, aws.ToString(o.Key), err)
+			}
+			out[aws.ToString(o.Key)] = Object{Body: b, ContentType: aws.ToString(obj.ContentType), ContentEncoding: aws.ToString(obj.ContentEncoding)}
+		}
+	}
+	return out, nil
 }
 
 // WaitTable waits until a DynamoDB table exists and is ACTIVE, for packages that create

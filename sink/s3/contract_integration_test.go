@@ -31,7 +31,7 @@ func TestWriterContract(t *testing.T) {
 			return s
 		},
 		Delivered: func(t *testing.T) int {
-			return len(eventLines(t, readBucket(t, st.S3(), bucket)))
+			return len(eventLines(t, readBucket(t, st, bucket)))
 		},
 	})
 }

@@ -4,12 +4,8 @@ package s3
 
 import (
 	"context"
-	"io"
 	"os"
 	"testing"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/buildtelemetry/pipeline/internal/devstack"
 )
@@ -26,37 +22,25 @@ func TestSinkS3rver(t *testing.T) {
 			t.Fatal(err)
 		}
 		return &target{api: &hookS3{api: st.S3()}, bucket: bucket, objects: func(t testing.TB) map[string][]byte {
-			return readBucket(t, st.S3(), bucket)
+			return readBucket(t, st, bucket)
 		}}
 	})
 }
 
-// readBucket returns every object of a bucket, by key, listing in pages.
-func readBucket(t testing.TB, c *awss3.Client, bucket string) map[string][]byte {
+// readBucket returns every object of a bucket, by key, listing in pages
+// of 50, and checks each is stored as the sink must store it.
+func readBucket(t testing.TB, st *devstack.Stack, bucket string) map[string][]byte {
 	t.Helper()
-	ctx := context.Background()
-	out := map[string][]byte{}
-	pages := awss3.NewListObjectsV2Paginator(c, &awss3.ListObjectsV2Input{Bucket: aws.String(bucket), MaxKeys: aws.Int32(50)})
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			t.Fatalf("list %s: %v", bucket, err)
+	objs, err := st.ReadBucket(context.Background(), bucket, "", 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string][]byte, len(objs))
+	for k, o := range objs {
+		if o.ContentType != ContentType || o.ContentEncoding != "" {
+			t.Errorf("%s: Content-Type %q, Content-Encoding %q; want %q and none", k, o.ContentType, o.ContentEncoding, ContentType)
 		}
-		for _, o := range page.Contents {
-			obj, err := c.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String(bucket), Key: o.Key})
-			if err != nil {
-				t.Fatalf("get %s: %v", *o.Key, err)
-			}
-			b, err := io.ReadAll(obj.Body)
-			obj.Body.Close()
-			if err != nil {
-				t.Fatalf("read %s: %v", *o.Key, err)
-			}
-			if ct := aws.ToString(obj.ContentType); ct != ContentType || obj.ContentEncoding != nil {
-				t.Errorf("%s: Content-Type %q, Content-Encoding %q; want %q and none", *o.Key, ct, aws.ToString(obj.ContentEncoding), ContentType)
-			}
-			out[*o.Key] = b
-		}
+		out[k] = o.Body
 	}
 	return out
 }
