@@ -30,6 +30,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/buildtelemetry/pipeline/internal/devstack"
+	"github.com/buildtelemetry/pipeline/internal/testkit"
 	"github.com/buildtelemetry/pipeline/processor"
 )
 
@@ -39,31 +40,13 @@ func TestMain(m *testing.M) { os.Exit(devstack.Main(m)) }
 // it instead of the tests sleeping.
 const testLease = 10 * time.Second
 
-// fakeClock is a settable clock shared by a test's workers.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // env is one test's stream, lease table and clock.
 type env struct {
 	t      *testing.T
 	s      *devstack.Stack
 	stream string
 	table  string
-	clock  *fakeClock
+	clock  *testkit.Clock
 }
 
 // newEnv creates a stream with the given number of shards and a lease
@@ -76,7 +59,7 @@ func newEnv(t *testing.T, shards int32) *env {
 		s:      s,
 		stream: devstack.UniqueName(t, "chk"),
 		table:  devstack.UniqueName(t, "lease"),
-		clock:  &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
+		clock:  testkit.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)),
 	}
 	ctx := context.Background()
 	if err := s.CreateStream(ctx, e.stream, shards); err != nil {

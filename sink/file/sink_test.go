@@ -12,8 +12,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/buildtelemetry/pipeline/event"
+	"github.com/buildtelemetry/pipeline/internal/testkit/sinktest"
 	"github.com/buildtelemetry/pipeline/processor"
 )
 
@@ -26,17 +28,11 @@ func rawEvent(id string) []byte {
 // record returns a record of seq holding one event per id.
 func record(t testing.TB, seq string, ids ...string) processor.Record {
 	t.Helper()
-	r := processor.Record{SequenceNumber: seq}
-	for _, id := range ids {
-		raw := rawEvent(id)
-		e, err := event.Parse(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Events = append(r.Events, e)
-		r.Raw = append(r.Raw, raw)
+	raws := make([][]byte, len(ids))
+	for i, id := range ids {
+		raws[i] = rawEvent(id)
 	}
-	return r
+	return sinktest.Record(t, seq, time.Time{}, raws...)
 }
 
 func newSink(t testing.TB, cfg Config) (*Sink, string) {

@@ -793,7 +793,7 @@ func BenchmarkGA4Sink(b *testing.B) {
 func normalized(t testing.TB, body []byte) []byte { return sinktest.Stored(t, body, mapNow) }
 
 // corpusEvents returns n normalised Netlify Build events.
-func corpusEvents(t testing.TB, n int) [][]byte { return sinktest.NetlifyEvents(t, n, mapNow) }
+func corpusEvents(t testing.TB, n int) [][]byte { return sinktest.NetlifyEvents(t, 42, n, mapNow) }
 
 // records packs raw events into records of per events, with sequence
 // numbers from first.

@@ -18,8 +18,9 @@ import (
 	"time"
 
 	"github.com/buildtelemetry/pipeline/event"
-	"github.com/buildtelemetry/pipeline/internal/corpus"
+	"github.com/buildtelemetry/pipeline/internal/testkit"
 	"github.com/buildtelemetry/pipeline/internal/testkit/mems3"
+	"github.com/buildtelemetry/pipeline/internal/testkit/sinktest"
 	"github.com/buildtelemetry/pipeline/processor"
 )
 
@@ -79,17 +80,11 @@ func eventID(prefix string, i, j int) string { return fmt.Sprintf("%s-%d-%d", pr
 // record returns record i, arriving at at, with per events.
 func record(t testing.TB, prefix string, i, per int, at time.Time) processor.Record {
 	t.Helper()
-	r := processor.Record{SequenceNumber: seq(i), ArrivalTime: at}
-	for j := 0; j < per; j++ {
-		raw := rawEvent(eventID(prefix, i, j), at)
-		e, err := event.Parse(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Events = append(r.Events, e)
-		r.Raw = append(r.Raw, raw)
+	raws := make([][]byte, per)
+	for j := range raws {
+		raws[j] = rawEvent(eventID(prefix, i, j), at)
 	}
-	return r
+	return sinktest.Record(t, seq(i), at, raws...)
 }
 
 // records returns n records from first, per events each, the first
@@ -117,22 +112,7 @@ func ids(recs []processor.Record) []string {
 // corpusEvents returns n Netlify-shaped events normalised as the gateway
 // does, for realistic sizes and compression.
 func corpusEvents(t testing.TB, n int, receivedAt time.Time) [][]byte {
-	t.Helper()
-	g := corpus.NewNetlify(11)
-	norm := &event.Normalizer{}
-	out := make([][]byte, 0, n)
-	for len(out) < n {
-		req, err := event.DecodeRequest(g.NextJSON(), event.Single, event.Track, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		evs, err := norm.Normalize(req, event.Meta{Source: "netlify-build", ReceivedAt: receivedAt})
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, evs[0].AppendJSON(nil))
-	}
-	return out
+	return sinktest.NetlifyEvents(t, 11, n, receivedAt)
 }
 
 // corpusRecords packs events into records of per events from seq(first),
@@ -141,39 +121,13 @@ func corpusRecords(t testing.TB, events [][]byte, first, per int, at time.Time) 
 	t.Helper()
 	var out []processor.Record
 	for i := 0; i < len(events); i += per {
-		r := processor.Record{SequenceNumber: seq(first + len(out)), ArrivalTime: at}
-		for _, raw := range events[i:min(i+per, len(events))] {
-			e, err := event.ParseTrusted(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r.Events = append(r.Events, e)
-			r.Raw = append(r.Raw, raw)
-		}
-		out = append(out, r)
+		out = append(out, sinktest.Record(t, seq(first+len(out)), at, events[i:min(i+per, len(events))]...))
 	}
 	return out
 }
 
-// clock is a settable Config.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock(t time.Time) *clock { return &clock{t: t} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// newClock is a settable Config.Now.
+func newClock(t time.Time) *testkit.Clock { return testkit.NewClock(t) }
 
 // stateRow stands for the lease row's sink state: it keeps what
 // SaveState wrote last, as the progress store does. fail, when set, fails

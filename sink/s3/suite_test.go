@@ -121,7 +121,7 @@ func testAgeFlushOnTick(t *testing.T, nt newTarget) {
 	w := open(t, s, nil, &stateRow{})
 	recs := records(t, "c", 1, 10, 1, t0, time.Second)
 	mustWrite(t, w, recs)
-	clk.Add(59 * time.Second)
+	clk.Advance(59 * time.Second)
 	mustWrite(t, w, nil)
 	if d := w.Durable(); d != "" {
 		t.Errorf("Durable before the interval = %s, want none", d)
@@ -129,7 +129,7 @@ func testAgeFlushOnTick(t *testing.T, nt newTarget) {
 	if n := len(tg.objects(t)); n != 0 {
 		t.Fatalf("%d objects before the interval, want 0", n)
 	}
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	mustWrite(t, w, nil)
 	if got, want := w.Durable(), seq(10); got != want {
 		t.Errorf("Durable after the tick = %s, want %s", got, want)
@@ -214,16 +214,16 @@ func testReplayAfterCrash(t *testing.T, nt newTarget) {
 			// every 4 batches. Then 10 records stay buffered.
 			var durable []string
 			for i := 0; i < 100; i += 5 {
-				clk.Add(16 * time.Second)
+				clk.Advance(16 * time.Second)
 				mustWrite(t, w1, recs[i:i+5])
 				durable = append(durable, w1.Durable())
 			}
 			if tc.failLast {
 				tg.api.setBefore(func(string, string) error { return errTransient })
-				clk.Add(time.Minute)
+				clk.Advance(time.Minute)
 				err := w1.Write(context.Background(), recs[100:105])
 				if err == nil { // recs[100] started a buffer: tick when it is old
-					clk.Add(time.Minute)
+					clk.Advance(time.Minute)
 					err = w1.Write(context.Background(), nil)
 				}
 				if err == nil {
@@ -244,10 +244,10 @@ func testReplayAfterCrash(t *testing.T, nt newTarget) {
 				}
 			}
 			// Crash: w1 is dropped without Flush or Close. The next lease.
-			clk.Add(7 * time.Second)
+			clk.Advance(7 * time.Second)
 			w2 := open(t, s, state, row)
 			from := tc.from(durable)
-			writeBatches(t, w2, recs[from:], []int{3, 11, 1}, func() { clk.Add(23 * time.Second) })
+			writeBatches(t, w2, recs[from:], []int{3, 11, 1}, func() { clk.Advance(23 * time.Second) })
 			mustFlush(t, w2)
 			if got, want := w2.Durable(), seq(120); got != want {
 				t.Errorf("Durable = %s, want %s", got, want)
@@ -495,7 +495,7 @@ func testProcessorCrash(t *testing.T, nt newTarget) {
 	krecs := pt.KinesisRecords("p", 1, 90, 3)
 	p1 := start()
 	for i := 0; i < 80; i += 10 {
-		clk.Add(25 * time.Second)
+		clk.Advance(25 * time.Second)
 		p1.ProcessRecords(&kcl.ProcessRecordsInput{Records: krecs[i : i+10], Checkpointer: &pt.Checkpointer{}})
 	}
 	objects := tg.objects(t)
@@ -505,7 +505,7 @@ func testProcessorCrash(t *testing.T, nt newTarget) {
 	// Crash: no Shutdown. The next lease replays from the start.
 	p2 := start()
 	for i := 0; i < len(krecs); i += 7 {
-		clk.Add(11 * time.Second)
+		clk.Advance(11 * time.Second)
 		p2.ProcessRecords(&kcl.ProcessRecordsInput{Records: krecs[i:min(i+7, len(krecs))], Checkpointer: &pt.Checkpointer{}})
 	}
 	p2.Shutdown(&kcl.ShutdownInput{ShutdownReason: kcl.REQUESTED, Checkpointer: &pt.Checkpointer{}})

@@ -813,7 +813,7 @@ func normalized(t testing.TB, body []byte) []byte {
 
 // corpusEvents returns n normalised Netlify Build events.
 func corpusEvents(t testing.TB, n int) [][]byte {
-	return sinktest.NetlifyEvents(t, n, time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
+	return sinktest.NetlifyEvents(t, 42, n, time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
 }
 
 // records packs raw events into records of per events, with sequence

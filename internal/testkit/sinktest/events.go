@@ -25,11 +25,11 @@ func Stored(t testing.TB, body []byte, receivedAt time.Time) []byte {
 	return evs[0].AppendJSON(nil)
 }
 
-// NetlifyEvents returns n Netlify Build events of the corpus (always the
-// same ones) as the gateway stores them.
-func NetlifyEvents(t testing.TB, n int, receivedAt time.Time) [][]byte {
+// NetlifyEvents returns n Netlify Build events of the corpus (the same
+// ones for the same seed) as the gateway stores them.
+func NetlifyEvents(t testing.TB, seed uint64, n int, receivedAt time.Time) [][]byte {
 	t.Helper()
-	g := corpus.NewNetlify(42)
+	g := corpus.NewNetlify(seed)
 	out := make([][]byte, n)
 	for i := range out {
 		out[i] = Stored(t, g.NextJSON(), receivedAt)
@@ -44,16 +44,23 @@ func Pack(t testing.TB, raws [][]byte, per, first int) []processor.Record {
 	t.Helper()
 	var out []processor.Record
 	for i := 0; i < len(raws); i += per {
-		r := processor.Record{SequenceNumber: strconv.Itoa(first + len(out))}
-		for _, raw := range raws[i:min(i+per, len(raws))] {
-			e, err := event.Parse(raw)
-			if err != nil {
-				t.Fatalf("parse %s: %v", raw, err)
-			}
-			r.Events = append(r.Events, e)
-			r.Raw = append(r.Raw, raw)
-		}
-		out = append(out, r)
+		out = append(out, Record(t, strconv.Itoa(first+len(out)), time.Time{}, raws[i:min(i+per, len(raws))]...))
 	}
 	return out
+}
+
+// Record returns the record seq, arriving at at, of the stored events
+// raws, parsed as the processor parses them.
+func Record(t testing.TB, seq string, at time.Time, raws ...[]byte) processor.Record {
+	t.Helper()
+	r := processor.Record{SequenceNumber: seq, ArrivalTime: at}
+	for _, raw := range raws {
+		e, err := event.Parse(raw)
+		if err != nil {
+			t.Fatalf("parse %s: %v", raw, err)
+		}
+		r.Events = append(r.Events, e)
+		r.Raw = append(r.Raw, raw)
+	}
+	return r
 }

@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/buildtelemetry/pipeline/event"
 	"github.com/buildtelemetry/pipeline/processor"
 )
 
@@ -52,21 +51,15 @@ func Records(t testing.TB, prefix string, first, n, perRecord int, poison func(s
 	var recs []processor.Record
 	for i := range n {
 		seq := fmt.Sprint(first + i)
-		r := processor.Record{SequenceNumber: seq, ArrivalTime: time.Now()}
-		for j := range perRecord {
+		raws := make([][]byte, perRecord)
+		for j := range raws {
 			id := fmt.Sprintf("%s-%s-%d", prefix, seq, j)
-			raw := Event(id)
+			raws[j] = Event(id)
 			if poison != nil && j == 1 {
-				raw = poison(id)
+				raws[j] = poison(id)
 			}
-			e, err := event.Parse(raw)
-			if err != nil {
-				t.Fatalf("parse test event: %v", err)
-			}
-			r.Events = append(r.Events, e)
-			r.Raw = append(r.Raw, raw)
 		}
-		recs = append(recs, r)
+		recs = append(recs, Record(t, seq, time.Now(), raws...))
 	}
 	return recs
 }
