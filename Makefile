@@ -27,10 +27,11 @@ tools:
 build:
 	$(GO) build -ldflags "-X github.com/buildtelemetry/pipeline/internal/buildinfo.version=$(VERSION) -X github.com/buildtelemetry/pipeline/internal/buildinfo.revision=$(REVISION)" -o $(BIN)/ ./cmd/...
 
-# Local stack: emulators on loopback, the gateway, and (once they exist)
-# two workers. Ctrl-C stops everything.
+# Local stack: emulators on loopback, the gateway, and WORKERS workers
+# (default 2). Ctrl-C stops everything.
+WORKERS ?= 2
 run: deps build
-	$(BIN)/devstack run
+	$(BIN)/devstack run -workers $(WORKERS)
 
 # Adoption charts of the same counters as a self-contained page (REPORT,
 # default .run/report.html) over REPORT_DAYS days for REPORT_DIMS.
