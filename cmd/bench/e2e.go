@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
-	"net"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -195,18 +198,44 @@ func peakRSS(pid int) float64 {
 	return 0
 }
 
-// startGateway starts the gateway binary on a free port, writing to
-// stream with the write key "bench", and waits until it is ready.
+// startGateway starts the gateway binary on a port the kernel picks,
+// writing to stream with the write key "bench", reads from its log where
+// it listens, and waits until it is ready. Its log level is info whatever
+// env says: the gateway logs little at info, and the address is there.
 func startGateway(bin string, s *devstack.Stack, stream string, env ...string) (*exec.Cmd, string, error) {
-	addr, err := freePort()
+	gw := exec.Command(bin)
+	gw.Env = append(append(append(s.Endpoints().ChildEnv(), "KINESIS_STREAM="+stream,
+		"GATEWAY_METRICS_ADDR=127.0.0.1:0", "GATEWAY_WRITE_KEYS=bench=bench"), env...), "GATEWAY_ADDR=127.0.0.1:0", "LOG_LEVEL=info")
+	out, err := gw.StdoutPipe()
 	if err != nil {
 		return nil, "", err
 	}
-	gw := exec.Command(bin)
-	gw.Env = append(append(s.Endpoints().ChildEnv(), "KINESIS_STREAM="+stream, "GATEWAY_ADDR="+addr,
-		"GATEWAY_METRICS_ADDR=127.0.0.1:0", "GATEWAY_WRITE_KEYS=bench=bench"), env...)
+	gw.Stderr = gw.Stdout
 	if err := gw.Start(); err != nil {
 		return nil, "", err
+	}
+	addrc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var line struct{ Msg, Addr string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "gateway listening" {
+				addrc <- line.Addr
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, out) // the pipe must never fill
+	}()
+	fail := func(err error) (*exec.Cmd, string, error) {
+		_ = gw.Process.Kill()
+		_ = gw.Wait()
+		return nil, "", err
+	}
+	var addr string
+	select {
+	case addr = <-addrc:
+	case <-time.After(30 * time.Second):
+		return fail(errors.New("gateway did not log its address in 30 s"))
 	}
 	if err := waitUntil(30*time.Second, func() bool {
 		resp, err := http.Get("http://" + addr + "/readyz")
@@ -215,18 +244,7 @@ func startGateway(bin string, s *devstack.Stack, stream string, env ...string) (
 		}
 		return err == nil && resp.StatusCode == 200
 	}); err != nil {
-		_ = gw.Process.Kill()
-		_ = gw.Wait()
-		return nil, "", fmt.Errorf("gateway not ready: %w", err)
+		return fail(fmt.Errorf("gateway not ready: %w", err))
 	}
 	return gw, addr, nil
-}
-
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
